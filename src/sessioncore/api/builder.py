@@ -1,0 +1,145 @@
+"""SessionManagerBuilder: configure, build and start a SessionCoordinator."""
+
+from __future__ import annotations
+
+from sessioncore.api.handler import CallHandler
+from sessioncore.coordinator.coordinator import SessionCoordinator
+from sessioncore.errors import ConfigurationError, SipParseError
+from sessioncore.media.manager import MediaConfig
+from sessioncore.sip.headers import NameAddr
+from sessioncore.sip.manager import SipConfig
+from sessioncore.sip.transaction import TimerConfig
+from sessioncore.sip.uri import SipUri, check_header_value
+
+__all__ = ["SessionManagerBuilder"]
+
+_TRANSPORTS = ("udp", "tcp")
+
+
+class SessionManagerBuilder:
+    """Fluent configuration of a :class:`SessionCoordinator`.
+
+    >>> coordinator = await (SessionManagerBuilder()
+    ...     .with_local_address("sip:alice@127.0.0.1")
+    ...     .with_sip_port(5060)
+    ...     .with_handler(MyHandler())
+    ...     .build())
+    """
+
+    def __init__(self) -> None:
+        self._local_uri: str | None = None
+        self._user = "sessioncore"
+        self._display: str | None = None
+        self._bind_host = "127.0.0.1"
+        self._port = 5060
+        self._transport = "udp"
+        self._media_start = 10000
+        self._media_end = 20000
+        self._media_ip: str | None = None
+        self._handler: CallHandler | None = None
+        self._user_agent = "sessioncore/0.1"
+        self._timers = TimerConfig()
+        self._advertised: str | None = None
+
+    def with_local_address(self, uri: str) -> SessionManagerBuilder:
+        """Our identity: the From URI of our calls and the user part of our Contact."""
+        check_header_value(uri, "local address")
+        try:
+            addr = NameAddr.parse(uri)
+        except SipParseError as exc:
+            raise ConfigurationError(f"bad local address {uri!r}: {exc}") from None
+        if not isinstance(addr.uri, SipUri):
+            raise ConfigurationError(f"local address must be a sip: URI, not {uri!r}")
+        self._local_uri = uri
+        self._user = addr.uri.user or "sessioncore"
+        self._display = addr.display_name
+        return self
+
+    def with_sip_port(self, port: int) -> SessionManagerBuilder:
+        """The SIP port to listen on (0 picks a free one)."""
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigurationError(f"SIP port must be 0-65535, not {port!r}")
+        self._port = port
+        return self
+
+    def with_local_bind_addr(self, host: str, port: int | None = None) -> SessionManagerBuilder:
+        """The address (and optionally port) to listen on."""
+        check_header_value(host, "bind address")
+        self._bind_host = host
+        if port is not None:
+            self.with_sip_port(port)
+        return self
+
+    def with_advertised_host(self, host: str) -> SessionManagerBuilder:
+        """The host to put in Via and Contact when it differs from the bind address."""
+        self._advertised = check_header_value(host, "advertised host")
+        return self
+
+    def with_transport(self, transport: str) -> SessionManagerBuilder:
+        """The default transport for our requests: ``udp`` or ``tcp`` (both are listened on)."""
+        tp = transport.lower()
+        if tp not in _TRANSPORTS:
+            raise ConfigurationError(f"transport must be one of {_TRANSPORTS}, not {transport!r}")
+        self._transport = tp
+        return self
+
+    def with_media_ports(self, start: int, end: int) -> SessionManagerBuilder:
+        """The RTP port range (even ports for RTP, odd for RTCP)."""
+        if not 1024 <= start < end <= 65535:
+            raise ConfigurationError(f"bad media port range {start}-{end}")
+        self._media_start, self._media_end = start, end
+        return self
+
+    def with_media_address(self, ip: str) -> SessionManagerBuilder:
+        """The IP address to announce in SDP (default: the SIP bind address)."""
+        self._media_ip = check_header_value(ip, "media address")
+        return self
+
+    def with_handler(self, handler: CallHandler) -> SessionManagerBuilder:
+        """The application's :class:`CallHandler`."""
+        if not isinstance(handler, CallHandler):
+            raise ConfigurationError("the handler must be a CallHandler instance")
+        self._handler = handler
+        return self
+
+    def with_user_agent(self, user_agent: str) -> SessionManagerBuilder:
+        """The User-Agent/Server header value."""
+        self._user_agent = check_header_value(user_agent, "user agent")
+        return self
+
+    def with_timers(
+        self, t1: float = 0.5, t2: float = 4.0, t4: float = 5.0
+    ) -> SessionManagerBuilder:
+        """SIP timer base values (RFC 3261 §17)."""
+        if not 0 < t1 <= t2 or t4 <= 0:
+            raise ConfigurationError(f"bad timers T1={t1} T2={t2} T4={t4}")
+        self._timers = TimerConfig(t1=t1, t2=t2, t4=t4)
+        return self
+
+    def build_coordinator(self) -> SessionCoordinator:
+        """The configured coordinator, not started."""
+        host = self._bind_host
+        media_ip = self._media_ip or (
+            self._advertised or (host if host not in ("0.0.0.0", "::") else "127.0.0.1")
+        )
+        sip = SipConfig(
+            bind_host=host,
+            port=self._port,
+            transport=self._transport,
+            user=self._user,
+            display_name=self._display,
+            advertised_host=self._advertised,
+            user_agent=self._user_agent,
+            timers=self._timers,
+        )
+        media = MediaConfig(local_ip=media_ip, port_start=self._media_start,
+                            port_end=self._media_end)  # fmt: skip
+        return SessionCoordinator(
+            sip_config=sip, media_config=media, handler=self._handler, local_uri=self._local_uri
+        )
+
+    async def build(self) -> SessionCoordinator:
+        """Build and start the coordinator (sockets bound, event loop running)."""
+        coordinator = self.build_coordinator()
+        await coordinator.start()
+        return coordinator

@@ -1,0 +1,33 @@
+"""The public exceptions (defined in :mod:`sessioncore.errors`, below every layer)."""
+
+from sessioncore.errors import (
+    CallFailed,
+    ConfigurationError,
+    HeaderInjectionError,
+    InvalidArgumentError,
+    InvalidStateError,
+    NotStartedError,
+    ProtocolError,
+    SdpError,
+    SessionError,
+    SessionNotFoundError,
+    SipParseError,
+    TransactionTimeoutError,
+    TransportError,
+)
+
+__all__ = [
+    "CallFailed",
+    "ConfigurationError",
+    "HeaderInjectionError",
+    "InvalidArgumentError",
+    "InvalidStateError",
+    "NotStartedError",
+    "ProtocolError",
+    "SdpError",
+    "SessionError",
+    "SessionNotFoundError",
+    "SipParseError",
+    "TransactionTimeoutError",
+    "TransportError",
+]

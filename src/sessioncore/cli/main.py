@@ -1,0 +1,954 @@
+"""The ``sessioncore`` command.
+
+Two subcommands, both thin drivers over the public API (``SessionManagerBuilder`` and the
+coordinator it builds):
+
+* ``sessioncore uas`` answers (or rejects) calls until SIGINT/SIGTERM or until ``--max-calls``
+  calls have ended, then prints a summary;
+* ``sessioncore call SIP_URI`` places ``--count`` calls at ``--rate`` calls per second with at most
+  ``--concurrency`` in flight, keeps each up ``--duration`` seconds, hangs up, and prints a
+  summary. It exits 0 only when every call was answered and ended cleanly.
+
+The summaries go to stdout as a rich table followed by plain ``name: value`` lines (easy to grep);
+live progress and logs go to stderr. The CLI configures logging (``-v``: INFO, ``-vv``: DEBUG);
+the library never does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from sessioncore import (
+    CallDecision,
+    CallFailed,
+    CallHandler,
+    CallSession,
+    IncomingCall,
+    SessionCoordinator,
+    SessionError,
+    SessionId,
+    SessionManagerBuilder,
+)
+from sessioncore.errors import InvalidArgumentError
+from sessioncore.sip.uri import SipUri, format_host, parse_host_port
+
+__all__ = ["main"]
+
+log = logging.getLogger("sessioncore.cli")
+
+#: Exit statuses: success, some call failed / runtime error, usage error (click's convention).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: Reason phrases for ``--reject CODE`` (RFC 3261 §21); other codes get a generic phrase.
+_REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    480: "Temporarily Unavailable",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    500: "Server Internal Error",
+    503: "Service Unavailable",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
+}
+
+#: After ``--max-calls`` is reached, how long the UAS keeps running so that the last responses
+#: (and their UDP retransmissions / the peer's ACK) complete before the sockets close.
+_UAS_GRACE_SECONDS = 0.3
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sessioncore")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# --- option types ---------------------------------------------------------------------------
+
+
+def _host_port(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 as ``[::1]:5060``) -> ``(host, port)``; port 0 means "any free port"."""
+    try:
+        host, port = parse_host_port(value, "address")
+    except SessionError as exc:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT ({exc})") from None
+    if port is None:
+        raise click.BadParameter(f"{value!r} has no port; expected HOST:PORT")
+    return host, port
+
+
+def _sip_uri(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A ``sip:``/``sips:`` URI, checked with the library's URI parser, kept as text."""
+    if value is None:
+        return None
+    try:
+        SipUri.parse(value)
+    except SessionError as exc:
+        raise click.BadParameter(f"{value!r} is not a valid SIP URI: {exc}") from None
+    return value
+
+
+def _port_range(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[int, int] | None:
+    """``LOW-HIGH`` -> ``(low, high)``: the RTP port range for media."""
+    if value is None:
+        return None
+    low_text, sep, high_text = value.partition("-")
+    if not sep or not low_text.isdigit() or not high_text.isdigit():
+        raise click.BadParameter(f"{value!r} is not LOW-HIGH")
+    low, high = int(low_text), int(high_text)
+    if not 1024 <= low < high <= 65535:
+        raise click.BadParameter(f"{value!r}: need 1024 <= LOW < HIGH <= 65535")
+    return low, high
+
+
+_transport_option = click.option(
+    "--transport",
+    type=click.Choice(["udp", "tcp"], case_sensitive=False),
+    default="udp",
+    show_default=True,
+    help="SIP transport to listen and send on.",
+)
+_media_ports_option = click.option(
+    "--media-ports",
+    metavar="LOW-HIGH",
+    callback=_port_range,
+    default=None,
+    help="RTP port range LOW-HIGH (default: the library's).",
+)
+_verbose_option = click.option(
+    "-v", "--verbose", count=True, help="Log to stderr: -v for INFO, -vv for DEBUG."
+)
+
+
+# --- shared helpers -------------------------------------------------------------------------
+
+
+def _setup_logging(verbose: int) -> None:
+    """Configure logging for the process; only with ``-v`` (the library never configures it)."""
+    if verbose <= 0:
+        return
+    logging.basicConfig(
+        level=logging.DEBUG if verbose > 1 else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+    )
+
+
+def _free_port(host: str, transport: str) -> int:
+    """A port on ``host`` that is free right now (used when ``--listen`` asks for port 0)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(family, kind) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _build_coordinator(
+    *,
+    user: str,
+    host: str,
+    port: int,
+    transport: str,
+    media_ports: tuple[int, int] | None,
+    handler: CallHandler,
+) -> SessionCoordinator:
+    """Build and start a coordinator bound to ``host:port`` over ``transport``."""
+    builder = (
+        SessionManagerBuilder()
+        .with_local_address(f"sip:{user}@{format_host(host)}")
+        .with_local_bind_addr(host, port)
+        .with_transport(transport)
+        .with_user_agent(f"sessioncore/{_version()}")
+        .with_handler(handler)
+    )
+    if media_ports is not None:
+        builder = builder.with_media_ports(*media_ports)
+    return await builder.build()
+
+
+@contextlib.contextmanager
+def _on_signals(callback: Callable[[], None]) -> Iterator[None]:
+    """Run ``callback`` on SIGINT and SIGTERM while inside the block.
+
+    Both are installed explicitly: a process started in the background inherits SIGINT ignored,
+    and SIGTERM is what process managers (and tests) send.
+    """
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, callback)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+            continue
+        installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _stat(stats: dict[str, int], key: str) -> int:
+    return int(stats.get(key, 0))
+
+
+def _print_table(console: Console, title: str, rows: list[tuple[str, str]]) -> None:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+def _stdout_console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+# --- the group --------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), prog_name="sessioncore")
+def main() -> None:
+    """sessioncore: an asyncio SIP session stack. Test calls from the command line."""
+
+
+# --- sessioncore uas -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class UasCounters:
+    """What the UAS handler saw."""
+
+    received: int = 0
+    answered: int = 0
+    rejected: int = 0
+    ended: int = 0
+    local_hangups: int = 0
+    end_reasons: Counter[str] = field(default_factory=Counter)
+
+
+class UasHandler(CallHandler):
+    """Accepts (or rejects) every call, optionally hangs up after a delay, counts what happens."""
+
+    def __init__(
+        self,
+        *,
+        reject: int | None,
+        hangup_after: float | None,
+        max_calls: int | None,
+        on_limit: Callable[[], None],
+    ) -> None:
+        self.reject = reject
+        self.hangup_after = hangup_after
+        self.max_calls = max_calls
+        self.on_limit = on_limit
+        self.limit_reached = False
+        self.counters = UasCounters()
+        self.coordinator: SessionCoordinator | None = None
+        self._timers: dict[SessionId, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def on_incoming_call(self, call: IncomingCall) -> CallDecision:
+        """Accept, or reject with ``--reject CODE``."""
+        self.counters.received += 1
+        log.info("incoming call %s from %s to %s", call.sip_call_id, call.from_uri, call.to_uri)
+        if self.reject is not None:
+            self.counters.rejected += 1
+            return CallDecision.reject(
+                status=self.reject, reason=_REASONS.get(self.reject, "Rejected")
+            )
+        return CallDecision.accept()
+
+    async def on_call_established(
+        self, session: CallSession, local_sdp: str | None, remote_sdp: str | None
+    ) -> None:
+        """Count the answer; with ``--hangup-after`` schedule our own BYE."""
+        self.counters.answered += 1
+        log.info("call %s established", session.sip_call_id)
+        if self.hangup_after is not None:
+            loop = asyncio.get_running_loop()
+            self._timers[session.id] = loop.call_later(
+                self.hangup_after, self._start_hangup, session.id
+            )
+
+    async def on_call_ended(self, session: CallSession, reason: str) -> None:
+        """Count the end; stop the server when ``--max-calls`` calls have ended."""
+        timer = self._timers.pop(session.id, None)
+        if timer is not None:
+            timer.cancel()
+        self.counters.ended += 1
+        self.counters.end_reasons[reason] += 1
+        log.info("call %s ended: %s", session.sip_call_id, reason)
+        if (
+            self.max_calls is not None
+            and self.counters.ended >= self.max_calls
+            and not self.limit_reached
+        ):
+            self.limit_reached = True
+            self.on_limit()
+
+    def _start_hangup(self, session_id: SessionId) -> None:
+        self._timers.pop(session_id, None)
+        task = asyncio.get_running_loop().create_task(self._hangup(session_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _hangup(self, session_id: SessionId) -> None:
+        if self.coordinator is None:
+            return
+        try:
+            await self.coordinator.terminate_session(session_id)
+            self.counters.local_hangups += 1
+        except SessionError as exc:  # the caller hung up first, most likely
+            log.debug("hangup of %s skipped: %s", session_id, exc)
+
+    async def close(self) -> None:
+        """Cancel pending hangup timers and wait for hangups in progress."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@main.command()
+@click.option(
+    "--listen",
+    "listen",
+    metavar="HOST:PORT",
+    callback=_host_port,
+    default="127.0.0.1:5060",
+    show_default=True,
+    help="Address to listen on (port 0: any free port).",
+)
+@_transport_option
+@click.option(
+    "--max-calls",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many calls have ended (default: run until SIGINT/SIGTERM).",
+)
+@click.option(
+    "--reject",
+    type=click.IntRange(400, 699),
+    default=None,
+    metavar="CODE",
+    help="Reject every call with this status (e.g. 486) instead of answering.",
+)
+@click.option(
+    "--hangup-after",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Hang up each call this many seconds after it is established.",
+)
+@_media_ports_option
+@_verbose_option
+def uas(
+    listen: tuple[str, int],
+    transport: str,
+    max_calls: int | None,
+    reject: int | None,
+    hangup_after: float | None,
+    media_ports: tuple[int, int] | None,
+    verbose: int,
+) -> None:
+    """Answer incoming calls until interrupted (or until --max-calls calls have ended)."""
+    _setup_logging(verbose)
+    code = asyncio.run(
+        _run_uas(
+            listen=listen,
+            transport=transport.lower(),
+            max_calls=max_calls,
+            reject=reject,
+            hangup_after=hangup_after,
+            media_ports=media_ports,
+        )
+    )
+    sys.exit(code)
+
+
+async def _run_uas(
+    *,
+    listen: tuple[str, int],
+    transport: str,
+    max_calls: int | None,
+    reject: int | None,
+    hangup_after: float | None,
+    media_ports: tuple[int, int] | None,
+) -> int:
+    err = Console(stderr=True)
+    host, port = listen
+    if port == 0:
+        port = _free_port(host, transport)
+    stop = asyncio.Event()
+    handler = UasHandler(
+        reject=reject, hangup_after=hangup_after, max_calls=max_calls, on_limit=stop.set
+    )
+    try:
+        coordinator = await _build_coordinator(
+            user="uas",
+            host=host,
+            port=port,
+            transport=transport,
+            media_ports=media_ports,
+            handler=handler,
+        )
+    except (SessionError, OSError) as exc:
+        err.print(f"[red]error:[/] cannot listen on {transport}:{host}:{port}: {exc}")
+        return EXIT_FAILED
+    handler.coordinator = coordinator
+    print(f"listening on {transport}:{format_host(host)}:{port}", flush=True)
+
+    started = time.monotonic()
+    active_at_stop = 0
+    c = handler.counters
+
+    def status() -> Text:  # runs in rich's refresh thread: read our own counters only
+        return Text(
+            f"{transport}:{format_host(host)}:{port}  received {c.received}  "
+            f"answered {c.answered}  rejected {c.rejected}  ended {c.ended}  "
+            f"in progress {c.received - c.ended}"
+        )
+
+    live: contextlib.AbstractContextManager[Any] = (
+        Live(
+            console=err,
+            get_renderable=status,
+            refresh_per_second=2,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        if err.is_terminal
+        else contextlib.nullcontext()
+    )
+    try:
+        with _on_signals(stop.set), live:
+            await stop.wait()
+            if handler.limit_reached:
+                await asyncio.sleep(_UAS_GRACE_SECONDS)
+        active_at_stop = _stat(coordinator.get_stats(), "active_sessions")
+    finally:
+        await handler.close()
+        await coordinator.stop()
+    elapsed = time.monotonic() - started
+    stats = coordinator.get_stats()
+
+    failed = _stat(stats, "calls_failed")
+    rows = [
+        ("listening on", f"{transport}:{format_host(host)}:{port}"),
+        ("calls received", str(c.received)),
+        ("calls answered", str(c.answered)),
+        ("calls rejected", str(c.rejected)),
+        ("calls ended", str(c.ended)),
+        ("calls failed", str(failed)),
+        ("hung up by us", str(c.local_hangups)),
+        ("active at stop", str(active_at_stop)),
+        ("messages in", str(_stat(stats, "messages_received"))),
+        ("messages out", str(_stat(stats, "messages_sent"))),
+        ("retransmissions", str(_stat(stats, "retransmissions"))),
+        ("parse errors", str(_stat(stats, "parse_errors"))),
+        ("duration", f"{elapsed:.2f} s"),
+    ]
+    out = _stdout_console()
+    _print_table(out, "sessioncore uas summary", rows)
+    if c.end_reasons:
+        _print_breakdown(out, "end reasons", "reason", c.end_reasons)
+    for key, value in (
+        ("received", c.received),
+        ("answered", c.answered),
+        ("rejected", c.rejected),
+        ("ended", c.ended),
+        ("failed", failed),
+        ("active at stop", active_at_stop),
+    ):
+        print(f"{key}: {value}")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def _print_breakdown(console: Console, title: str, column: str, counts: Counter[str]) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column(column)
+    table.add_column("calls", justify="right")
+    for key, value in counts.most_common():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+# --- sessioncore call ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CallResults:
+    """What happened to the calls placed by ``sessioncore call``."""
+
+    attempted: int = 0
+    answered: int = 0
+    failed: int = 0
+    ended: int = 0
+    unclean_ends: int = 0
+    remote_hangups: int = 0
+    interrupted: bool = False
+    usage_error: str | None = None
+    failures: Counter[str] = field(default_factory=Counter)
+    end_reasons: Counter[str] = field(default_factory=Counter)
+    setup_ms: list[float] = field(default_factory=list)
+    launch_times: list[float] = field(default_factory=list)
+
+    @property
+    def finished(self) -> int:
+        """Calls whose outcome is known (failed, or answered and over)."""
+        return self.failed + self.ended + self.unclean_ends
+
+    @property
+    def launch_rate(self) -> float | None:
+        """Calls started per second, measured between the first and the last start."""
+        if len(self.launch_times) < 2:
+            return None
+        span = self.launch_times[-1] - self.launch_times[0]
+        return (len(self.launch_times) - 1) / span if span > 0 else None
+
+    def fail(self, reason: str) -> None:
+        """Count a call that was never answered."""
+        self.failed += 1
+        self.failures[reason] += 1
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = max(0, math.ceil(pct / 100 * len(ordered)) - 1)
+    return ordered[index]
+
+
+class CallRunner:
+    """Places calls with a bounded scheduler and records their outcomes in :class:`CallResults`.
+
+    One call is started every ``1/rate`` seconds, with at most ``concurrency`` in flight (a
+    semaphore: when it is full, the schedule slips rather than piling up).
+    """
+
+    def __init__(
+        self,
+        coordinator: SessionCoordinator,
+        *,
+        uri: str,
+        from_uri: str | None,
+        count: int,
+        rate: float,
+        concurrency: int,
+        duration: float,
+        timeout: float,
+        on_progress: Callable[[CallResults], None],
+    ) -> None:
+        self.coordinator = coordinator
+        self.uri = uri
+        self.from_uri = from_uri
+        self.count = count
+        self.rate = rate
+        self.concurrency = concurrency
+        self.duration = duration
+        self.timeout = timeout
+        self.on_progress = on_progress
+        self.results = CallResults()
+
+    async def run(self) -> None:
+        """Place every call and wait for all of them; cancel this to abort (calls are dropped)."""
+        loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self.concurrency)
+        tasks: list[asyncio.Task[None]] = []
+        start = loop.time()
+        interval = 1.0 / self.rate
+        try:
+            for index in range(self.count):
+                delay = start + index * interval - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await slots.acquire()
+                self.results.launch_times.append(loop.time())
+                task = loop.create_task(self._one_call(index))
+                task.add_done_callback(lambda _t: slots.release())
+                tasks.append(task)
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _one_call(self, index: int) -> None:
+        results = self.results
+        results.attempted += 1
+        try:
+            await self._call(index)
+        except asyncio.CancelledError:
+            results.interrupted = True
+            raise
+        except Exception as exc:  # a bug below us must not take the other calls down
+            log.exception("call %d: unexpected error", index + 1)
+            results.fail(f"error: {type(exc).__name__}")
+        finally:
+            self.on_progress(results)
+
+    async def _call(self, index: int) -> None:
+        results = self.results
+        coordinator = self.coordinator
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            session = await coordinator.make_call(self.uri, self.from_uri)
+        except InvalidArgumentError as exc:
+            results.usage_error = str(exc)
+            results.fail("invalid request")
+            return
+        except SessionError as exc:
+            results.fail(f"error: {type(exc).__name__}")
+            log.warning("call %d: could not start: %s", index + 1, exc)
+            return
+        sid = session.id
+        # Wait for the end from the start, so that no end (however early) can be missed.
+        end = loop.create_task(self._wait_end(sid))
+        try:
+            try:
+                await coordinator.wait_for_answer(sid, timeout=self.timeout)
+            except CallFailed as exc:
+                key = str(exc.status) if exc.status is not None else (exc.reason or "failed")
+                results.fail(key)
+                log.info("call %d (%s) failed: %s", index + 1, session.sip_call_id, exc)
+                return
+            except TimeoutError:
+                results.fail("timeout")
+                log.info(
+                    "call %d (%s): no answer in %ss", index + 1, session.sip_call_id, self.timeout
+                )
+                await self._hangup(sid)  # CANCEL
+                await asyncio.wait({end}, timeout=self.timeout)
+                return
+            except SessionError as exc:
+                results.fail(f"error: {type(exc).__name__}")
+                log.warning("call %d: %s", index + 1, exc)
+                return
+            results.answered += 1
+            results.setup_ms.append((loop.time() - began) * 1000.0)
+            log.info("call %d (%s) answered", index + 1, session.sip_call_id)
+
+            done, _ = await asyncio.wait({end}, timeout=self.duration)
+            hung_up = True
+            if done:
+                results.remote_hangups += 1
+            else:
+                hung_up = await self._hangup(sid)
+            try:
+                reason = await asyncio.wait_for(asyncio.shield(end), timeout=self.timeout)
+            except TimeoutError:
+                reason = None
+            if reason is not None and hung_up:
+                results.ended += 1
+                results.end_reasons[reason] += 1
+            else:
+                results.unclean_ends += 1
+                results.end_reasons[reason or "no end seen"] += 1
+        finally:
+            if not end.done():
+                end.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await end
+
+    async def _wait_end(self, sid: SessionId) -> str | None:
+        """The end reason, or ``None`` when the library reported an error instead."""
+        try:
+            return await self.coordinator.wait_for_end(sid)
+        except SessionError as exc:
+            log.debug("wait_for_end(%s): %s", sid, exc)
+            return None
+
+    async def _hangup(self, sid: SessionId) -> bool:
+        try:
+            await self.coordinator.terminate_session(sid)
+        except SessionError as exc:
+            log.warning("hangup of %s failed: %s", sid, exc)
+            return False
+        return True
+
+
+class _ProgressView:
+    """Live progress on stderr (a rich ``Progress``), or nothing."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]calls"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("answered {task.fields[answered]}  failed {task.fields[failed]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            redirect_stdout=False,
+            redirect_stderr=False,
+            disable=not enabled,
+        )
+        self.task: TaskID = self.progress.add_task("calls", total=total, answered=0, failed=0)
+
+    def update(self, results: CallResults) -> None:
+        self.progress.update(
+            self.task,
+            completed=results.finished,
+            answered=results.answered,
+            failed=results.failed,
+        )
+
+    def __enter__(self) -> _ProgressView:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+
+@main.command()
+@click.argument("uri", metavar="SIP_URI", callback=_sip_uri)
+@click.option(
+    "--from", "from_uri", metavar="SIP_URI", callback=_sip_uri, help="From URI of the calls."
+)
+@click.option(
+    "--listen",
+    "listen",
+    metavar="HOST:PORT",
+    callback=_host_port,
+    default="127.0.0.1:0",
+    show_default=True,
+    help="Local address to send from (port 0: any free port).",
+)
+@_transport_option
+@click.option(
+    "--count", type=click.IntRange(min=1), default=1, show_default=True, help="Number of calls."
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="New calls per second.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="At most this many calls in flight.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds each answered call stays up before we hang up.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=15.0,
+    show_default=True,
+    help="Seconds to wait for an answer (and for each end).",
+)
+@_media_ports_option
+@_verbose_option
+def call(
+    uri: str,
+    from_uri: str | None,
+    listen: tuple[str, int],
+    transport: str,
+    count: int,
+    rate: float,
+    concurrency: int,
+    duration: float,
+    timeout: float,
+    media_ports: tuple[int, int] | None,
+    verbose: int,
+) -> None:
+    """Place calls to SIP_URI and report how they went (exit 0 only if all succeeded)."""
+    _setup_logging(verbose)
+    code = asyncio.run(
+        _run_calls(
+            uri=uri,
+            from_uri=from_uri,
+            listen=listen,
+            transport=transport.lower(),
+            count=count,
+            rate=rate,
+            concurrency=concurrency,
+            duration=duration,
+            timeout=timeout,
+            media_ports=media_ports,
+        )
+    )
+    sys.exit(code)
+
+
+async def _run_calls(
+    *,
+    uri: str,
+    from_uri: str | None,
+    listen: tuple[str, int],
+    transport: str,
+    count: int,
+    rate: float,
+    concurrency: int,
+    duration: float,
+    timeout: float,
+    media_ports: tuple[int, int] | None,
+) -> int:
+    err = Console(stderr=True)
+    host, port = listen
+    try:
+        coordinator = await _build_coordinator(
+            user="sessioncore",
+            host=host,
+            port=port,
+            transport=transport,
+            media_ports=media_ports,
+            handler=CallHandler(),
+        )
+    except (SessionError, OSError) as exc:
+        err.print(f"[red]error:[/] cannot start on {transport}:{host}:{port}: {exc}")
+        return EXIT_FAILED
+
+    view = _ProgressView(count, enabled=err.is_terminal or count > 1)
+    runner = CallRunner(
+        coordinator,
+        uri=uri,
+        from_uri=from_uri,
+        count=count,
+        rate=rate,
+        concurrency=concurrency,
+        duration=duration,
+        timeout=timeout,
+        on_progress=view.update,
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    work = loop.create_task(runner.run())
+    try:
+
+        def interrupt() -> None:
+            work.cancel()
+
+        with _on_signals(interrupt), view:
+            try:
+                await work
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # we were cancelled ourselves, not interrupted by a signal
+                runner.results.interrupted = True
+    finally:
+        await coordinator.stop()
+    elapsed = loop.time() - started
+    results = runner.results
+    _print_call_summary(
+        results,
+        uri=uri,
+        transport=transport,
+        elapsed=elapsed,
+        stats=coordinator.get_stats(),
+    )
+    if results.usage_error is not None:
+        err.print(f"[red]error:[/] {results.usage_error}")
+        return EXIT_USAGE
+    ok = (
+        not results.interrupted
+        and results.answered == count
+        and results.ended == count
+        and results.failed == 0
+    )
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _print_call_summary(
+    results: CallResults, *, uri: str, transport: str, elapsed: float, stats: dict[str, int]
+) -> None:
+    rate = results.launch_rate
+    rows = [
+        ("target", f"{uri} ({transport})"),
+        ("attempted", str(results.attempted)),
+        ("answered", str(results.answered)),
+        ("failed", str(results.failed)),
+        ("ended cleanly", str(results.ended)),
+        ("hung up by far end", str(results.remote_hangups)),
+    ]
+    if results.unclean_ends:
+        rows.append(("answered, end not clean", str(results.unclean_ends)))
+    if results.setup_ms:
+        avg = sum(results.setup_ms) / len(results.setup_ms)
+        rows.append(
+            (
+                "setup time avg / p95 / max",
+                f"{avg:.1f} / {_percentile(results.setup_ms, 95):.1f}"
+                f" / {max(results.setup_ms):.1f} ms",
+            )
+        )
+    rows += [
+        (
+            "messages in / out",
+            f"{_stat(stats, 'messages_received')} / {_stat(stats, 'messages_sent')}",
+        ),
+        ("retransmissions", str(_stat(stats, "retransmissions"))),
+        ("parse errors", str(_stat(stats, "parse_errors"))),
+        ("duration", f"{elapsed:.2f} s"),
+        ("calls started per second", "-" if rate is None else f"{rate:.1f}"),
+    ]
+    out = _stdout_console()
+    _print_table(out, "sessioncore call summary", rows)
+    if results.failures:
+        _print_breakdown(out, "failures", "status / reason", results.failures)
+    if results.end_reasons:
+        _print_breakdown(out, "end reasons", "reason", results.end_reasons)
+    print(f"attempted: {results.attempted}")
+    print(f"answered: {results.answered}")
+    print(f"failed: {results.failed}")
+    print(f"ended: {results.ended}")
+    for reason, n in sorted(results.failures.items()):
+        print(f"failure {reason}: {n}")
+    if results.interrupted:
+        print("interrupted: yes")
+    sys.stdout.flush()

@@ -1,0 +1,1 @@
+"""Media: SDP offer/answer, RTP port allocation and (elsewhere in this package) RTP itself."""
