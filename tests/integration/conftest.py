@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -70,7 +70,11 @@ class RecordingHandler(CallHandler):
 
 
 async def make_ua(
-    handler: CallHandler, user: str, transport: str = "udp", t1: float = 0.5, host: str = "127.0.0.1"
+    handler: CallHandler,
+    user: str,
+    transport: str = "udp",
+    t1: float = 0.5,
+    host: str = "127.0.0.1",
 ) -> SessionCoordinator:
     return await (
         SessionManagerBuilder()

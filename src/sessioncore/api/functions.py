@@ -17,7 +17,9 @@ __all__ = [
 ]
 
 
-async def make_call(coordinator: SessionCoordinator, to: str, from_uri: str | None = None) -> CallSession:
+async def make_call(
+    coordinator: SessionCoordinator, to: str, from_uri: str | None = None
+) -> CallSession:
     """Place a call (see :meth:`SessionCoordinator.make_call`)."""
     return await coordinator.make_call(to, from_uri)
 
@@ -37,7 +39,9 @@ async def hangup_call(coordinator: SessionCoordinator, session_id: SessionId) ->
     await coordinator.terminate_session(session_id)
 
 
-async def transfer_call(coordinator: SessionCoordinator, session_id: SessionId, target: str) -> None:
+async def transfer_call(
+    coordinator: SessionCoordinator, session_id: SessionId, target: str
+) -> None:
     """Blind-transfer a call to ``target``."""
     await coordinator.transfer_session(session_id, target)
 

@@ -105,9 +105,7 @@ class RoutingHandler(CallHandler):
     the longest matching prefix wins. ``default`` (a :class:`CallDecision`) handles the rest.
     """
 
-    def __init__(
-        self, rules: Mapping[str, str], default: CallDecision | None = None
-    ) -> None:
+    def __init__(self, rules: Mapping[str, str], default: CallDecision | None = None) -> None:
         self.rules = sorted(rules.items(), key=lambda kv: len(kv[0]), reverse=True)
         self.default = default if default is not None else CallDecision.accept()
 

@@ -9,6 +9,7 @@ media from signaling, notifies the :class:`CallHandler` directly and ends sessio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -137,10 +138,8 @@ class SessionCoordinator:
         self._running = False
         if self._loop_task is not None:
             self._loop_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-            except asyncio.CancelledError:
-                pass
         await self.dialogs.stop()
         await self.media.stop()
         if self._tasks:
@@ -259,7 +258,9 @@ class SessionCoordinator:
             decision = CallDecision.accept()
         self._apply_decision(session, decision, offer)
 
-    def _apply_decision(self, session: CallSession, decision: CallDecision, offer: str | None) -> None:
+    def _apply_decision(
+        self, session: CallSession, decision: CallDecision, offer: str | None
+    ) -> None:
         sid = session.id
         try:
             if decision.kind is DecisionKind.ACCEPT:
@@ -285,7 +286,9 @@ class SessionCoordinator:
         sid = session.id
         if sdp is None:
             try:
-                sdp = self.media.create_answer(sid, offer) if offer else self.media.create_offer(sid)
+                sdp = (
+                    self.media.create_answer(sid, offer) if offer else self.media.create_offer(sid)
+                )
             except (SdpError, SipParseError) as exc:
                 status = exc.status if exc.status >= 400 else 488
                 self.dialogs.reject(
@@ -586,9 +589,7 @@ class SessionCoordinator:
         digit = fields.get("signal", "")
         if len(digit) == 1 and _DTMF_RE.fullmatch(digit):
             dur = fields.get("duration", "")
-            self._spawn(
-                self.handler.on_dtmf(session.id, digit, int(dur) if dur.isdigit() else 0)
-            )
+            self._spawn(self.handler.on_dtmf(session.id, digit, int(dur) if dur.isdigit() else 0))
 
     # --- queries ----------------------------------------------------------------------------
 

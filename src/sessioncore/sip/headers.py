@@ -72,9 +72,7 @@ LIST_HEADERS = frozenset(
     }
 )  # fmt: skip
 
-_TOKEN_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
-)
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
 
 def canonical_name(name: str) -> str:
@@ -189,10 +187,7 @@ def parse_params(text: str, what: str) -> dict[str, str | None]:
     allowed, empty parameters (``;;``) are an error.
     """
     params: dict[str, str | None] = {}
-    if '"' in text:
-        parts = _split_quoted(text, ";")
-    else:
-        parts = text.split(";")
+    parts = _split_quoted(text, ";") if '"' in text else text.split(";")
     for part in parts:
         name, eq, value = part.partition("=")
         name = name.strip()

@@ -30,7 +30,6 @@ from sessioncore.sip.dialog import Dialog, DialogState, new_branch, new_call_id,
 from sessioncore.sip.headers import Headers, NameAddr, split_header_list
 from sessioncore.sip.message import (
     KNOWN_METHODS,
-    SipMessage,
     SipRequest,
     SipResponse,
     make_response,
@@ -82,12 +81,12 @@ class _Call:
 
     __slots__ = (
         "ack",
+        "awaiting_ack",
         "dest",
         "dialog",
         "invite",
         "invite_key",
         "is_uac",
-        "awaiting_ack",
         "keys",
         "pending_cancel",
         "ref",
@@ -495,9 +494,7 @@ class DialogManager:
             dialog.refresh_target(req)
             call.reinvite_in = key
             call.reinvite_in_req = req
-            self._emit(
-                ev.ReinviteReceived(call.ref, req.body.decode("utf-8", "replace") or None)
-            )
+            self._emit(ev.ReinviteReceived(call.ref, req.body.decode("utf-8", "replace") or None))
         elif method == "INFO":
             self._respond(key, req, 200)
             self._emit(ev.InfoReceived(call.ref, req.content_type, req.body))
@@ -790,9 +787,7 @@ class DialogManager:
         dialog = call.dialog
         if dialog is None:
             return
-        ack = dialog.create_request(
-            "ACK", via=self._via(call.transport), cseq=request.cseq.seq
-        )
+        ack = dialog.create_request("ACK", via=self._via(call.transport), cseq=request.cseq.seq)
         dest = self._resolve(dialog.next_hop_uri(), call.transport)
         self._txn.send_stateless(ack, dest)
 

@@ -26,15 +26,13 @@ _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 _HEX = frozenset("0123456789abcdefABCDEF")
 # user-unreserved + unreserved + escaped, and the few others the grammar allows in userinfo
 _USER_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-    "-_.!~*'()&=+$,;?/%"
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()&=+$,;?/%"
 )
 # param-unreserved + unreserved + escaped
 _PARAM_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-    "-_.!~*'()[]/:&+$%"
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()[]/:&+$%"
 )
-_FORBIDDEN = frozenset(" \t\r\n<>\"")
+_FORBIDDEN = frozenset(' \t\r\n<>"')
 
 
 def _check_escapes(text: str, what: str) -> None:
