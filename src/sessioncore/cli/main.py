@@ -276,8 +276,10 @@ class UasHandler(CallHandler):
         hangup_after: float | None,
         max_calls: int | None,
         on_limit: Callable[[], None],
+        answer_after: float | None = None,
     ) -> None:
         self.reject = reject
+        self.answer_after = answer_after
         self.hangup_after = hangup_after
         self.max_calls = max_calls
         self.on_limit = on_limit
@@ -296,7 +298,25 @@ class UasHandler(CallHandler):
             return CallDecision.reject(
                 status=self.reject, reason=_REASONS.get(self.reject, "Rejected")
             )
+        if self.answer_after is not None:
+            loop = asyncio.get_running_loop()
+            self._timers[call.id] = loop.call_later(self.answer_after, self._start_answer, call.id)
+            return CallDecision.defer()
         return CallDecision.accept()
+
+    def _start_answer(self, session_id: SessionId) -> None:
+        self._timers.pop(session_id, None)
+        task = asyncio.get_running_loop().create_task(self._answer(session_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, session_id: SessionId) -> None:
+        if self.coordinator is None:
+            return
+        try:
+            await self.coordinator.accept_incoming_call(session_id)
+        except SessionError as exc:  # the caller cancelled first, most likely
+            log.debug("answer of %s skipped: %s", session_id, exc)
 
     async def on_call_established(
         self, session: CallSession, local_sdp: str | None, remote_sdp: str | None
@@ -375,6 +395,13 @@ class UasHandler(CallHandler):
     help="Reject every call with this status (e.g. 486) instead of answering.",
 )
 @click.option(
+    "--answer-after",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Ring (180) for this many seconds before answering each call.",
+)
+@click.option(
     "--hangup-after",
     type=click.FloatRange(min=0),
     default=None,
@@ -388,6 +415,7 @@ def uas(
     transport: str,
     max_calls: int | None,
     reject: int | None,
+    answer_after: float | None,
     hangup_after: float | None,
     media_ports: tuple[int, int] | None,
     verbose: int,
@@ -400,6 +428,7 @@ def uas(
             transport=transport.lower(),
             max_calls=max_calls,
             reject=reject,
+            answer_after=answer_after,
             hangup_after=hangup_after,
             media_ports=media_ports,
         )
@@ -415,6 +444,7 @@ async def _run_uas(
     reject: int | None,
     hangup_after: float | None,
     media_ports: tuple[int, int] | None,
+    answer_after: float | None = None,
 ) -> int:
     err = Console(stderr=True)
     host, port = listen
@@ -422,7 +452,11 @@ async def _run_uas(
         port = _free_port(host, transport)
     stop = asyncio.Event()
     handler = UasHandler(
-        reject=reject, hangup_after=hangup_after, max_calls=max_calls, on_limit=stop.set
+        reject=reject,
+        hangup_after=hangup_after,
+        max_calls=max_calls,
+        on_limit=stop.set,
+        answer_after=answer_after,
     )
     try:
         coordinator = await _build_coordinator(
