@@ -260,3 +260,69 @@ async def test_many_concurrent_calls(pair: Pair) -> None:
     await settle(pair.uac, pair.uas)
     assert len(pair.uas_handler.ended) == 50
     assert pair.uac.dialogs.active_calls == 0 and pair.uas.dialogs.active_calls == 0
+
+
+async def test_blind_transfer(pair: Pair) -> None:
+    carol_h = RecordingHandler()
+    carol = await make_ua(carol_h, "carol", pair.uac.dialogs.config.transport)
+    try:
+        session = await pair.uac.make_call(pair.target())
+        await pair.uac.wait_for_answer(session.id, timeout=5)
+        addr = carol.dialogs.local_address()
+        suffix = "" if addr.transport == "udp" else f";transport={addr.transport}"
+        target = f"sip:carol@127.0.0.1:{addr.port}{suffix}"
+        await api.transfer_call(pair.uac, session.id, target)
+        # bob calls carol; when carol answers, alice's leg ends as "transferred"
+        reason = await pair.uac.wait_for_end(session.id, timeout=10)
+        assert reason == "transferred"
+        assert len(carol_h.incoming) == 1
+        assert "bob" in carol_h.incoming[0].from_uri
+        await pair.uas_handler.wait_ended(1)  # alice's BYE ends bob's first leg
+        bob_calls = pair.uas.list_active_sessions()
+        assert len(bob_calls) == 1 and bob_calls[0].direction == "outgoing"
+        await pair.uas.terminate_session(bob_calls[0].id)
+        await settle(pair.uac, pair.uas, carol)
+        assert pair.uac_handler.ended_count(session.id) == 1
+    finally:
+        await carol.stop()
+
+
+async def test_transfer_to_unreachable_target_keeps_call(pair: Pair) -> None:
+    pair.uac.operation_timeout = 5
+    session = await pair.uac.make_call(pair.target())
+    await pair.uac.wait_for_answer(session.id, timeout=5)
+    uas_sid = pair.uas_handler.incoming[0].id
+    carol_h = RecordingHandler(decision=CallDecision.reject(603, "Decline"))
+    carol = await make_ua(carol_h, "carol", pair.uac.dialogs.config.transport)
+    try:
+        addr = carol.dialogs.local_address()
+        suffix = "" if addr.transport == "udp" else f";transport={addr.transport}"
+        await pair.uac.transfer_session(session.id, f"sip:carol@127.0.0.1:{addr.port}{suffix}")
+        for _ in range(200):
+            if pair.uac.get_session(session.id).state is CallState.ACTIVE:  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.02)
+        assert pair.uac.get_session(session.id).state is CallState.ACTIVE  # type: ignore[union-attr]
+        assert pair.uas.get_session(uas_sid).state is CallState.ACTIVE  # type: ignore[union-attr]
+        await pair.uac.terminate_session(session.id)
+        await settle(pair.uac, pair.uas, carol)
+    finally:
+        await carol.stop()
+
+
+async def test_large_invite_moves_to_tcp() -> None:
+    uac_h, uas_h = RecordingHandler(), RecordingHandler()
+    uac = await make_ua(uac_h, "alice", "udp")
+    uas = await make_ua(uas_h, "bob", "udp")
+    try:
+        addr = uas.dialogs.local_address("udp")
+        big = {f"X-Padding-{i}": "x" * 90 for i in range(15)}  # ~1.6 kB: over the MTU rule
+        session = await uac.make_call(f"sip:bob@127.0.0.1:{addr.port}", headers=big)
+        await uac.wait_for_answer(session.id, timeout=5)
+        assert uas_h.incoming[0].headers["Via"].startswith("SIP/2.0/TCP")
+        assert uac.dialogs._transport.stats()["tcp_messages_sent"] >= 1
+        await uac.terminate_session(session.id)
+        await settle(uac, uas)
+    finally:
+        await uac.stop()
+        await uas.stop()

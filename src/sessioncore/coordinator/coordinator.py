@@ -218,6 +218,10 @@ class SessionCoordinator:
                 fut.set_result((event.status, event.reason, sdp))
         elif isinstance(event, ev.InfoReceived):
             self._on_info(session, event.content_type, event.body)
+        elif isinstance(event, ev.ReferReceived):
+            self._spawn(self._transferred(session, event.target))
+        elif isinstance(event, ev.ReferNotify):
+            self._on_refer_notify(session, event.status, event.final)
 
     # --- incoming calls ---------------------------------------------------------------------
 
@@ -538,6 +542,33 @@ class SessionCoordinator:
             if self.registry.get(sid) is not None:
                 self._set_state(session, old, "transfer refused")
             raise CallFailed(f"transfer refused: {status} {reason}", status, reason)
+
+    async def _transferred(self, session: CallSession, target: str) -> None:
+        """The peer transferred us (REFER): call ``target`` and report how it goes."""
+        sid = session.id
+        self.dialogs.notify_refer(sid, 100, "Trying", final=False)
+        try:
+            new = await self.make_call(target)
+            await self.wait_for_answer(new.id, timeout=self.operation_timeout)
+        except CallFailed as exc:
+            status = exc.status or 503
+            self.dialogs.notify_refer(sid, status, exc.reason or "Failed", final=True)
+            return
+        except (SessionError, TimeoutError) as exc:
+            log.info("%s: transfer to %s failed: %s", sid, target, exc)
+            self.dialogs.notify_refer(sid, 503, "Service Unavailable", final=True)
+            return
+        self.dialogs.notify_refer(sid, 200, "OK", final=True)
+
+    def _on_refer_notify(self, session: CallSession, status: int, final: bool) -> None:
+        if session.state is not CallState.TRANSFERRING or status < 200:
+            return
+        if 200 <= status < 300:
+            # the transfer target answered: our leg is done (RFC 5589 §6)
+            self.dialogs.hangup(session.id)
+            self.cleanup.end(session.id, CallState.TERMINATED, "transferred")
+        elif final:
+            self._set_state(session, CallState.ACTIVE, f"transfer failed with {status}")
 
     async def terminate_session(self, session_id: SessionId) -> None:
         """Hang up: CANCEL while ringing out, reject while ringing in, BYE when up."""

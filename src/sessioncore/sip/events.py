@@ -18,6 +18,8 @@ __all__ = [
     "DialogEvent",
     "IncomingInvite",
     "InfoReceived",
+    "ReferNotify",
+    "ReferReceived",
     "ReferResult",
     "ReinviteReceived",
     "ReinviteResult",
@@ -124,6 +126,23 @@ class ReferResult:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class ReferReceived:
+    """The peer asked us (REFER, answered 202) to call ``target``: a blind transfer."""
+
+    call_ref: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReferNotify:
+    """A NOTIFY reported the progress of the call our REFER asked for (sipfrag status)."""
+
+    call_ref: str
+    status: int
+    final: bool
+
+
 DialogEvent = (
     IncomingInvite
     | CallProgress
@@ -136,4 +155,6 @@ DialogEvent = (
     | ReinviteResult
     | InfoReceived
     | ReferResult
+    | ReferReceived
+    | ReferNotify
 )

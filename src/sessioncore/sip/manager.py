@@ -286,9 +286,19 @@ class DialogManager:
         self._txn.handle_timer(self._now())
         self._flush()
 
-    def _send_request(self, call: _Call | None, request: SipRequest, dest: Address) -> str:
-        key = self._txn.send_request(request, dest, self._now())
-        return key
+    def _send_request(self, request: SipRequest, dest: Address) -> str:
+        """Start a client transaction; large requests move from UDP to TCP (RFC 3261 §18.1.1)."""
+        if dest.transport == "udp" and "tcp" in self._addresses:
+            size = len(request.body) + 64
+            for _, name, value in request.headers._items:
+                size += len(name) + len(value) + 4
+            if self._transport.should_use_tcp(size, dest):
+                branch = request.branch or new_branch()
+                request.headers.set("Via", self._via("tcp", branch))
+                request.invalidate()
+                dest = Address("tcp", dest.host, dest.port)
+                log.debug("%s: request of ~%d bytes moves to TCP", request.call_id, size)
+        return self._txn.send_request(request, dest, self._now())
 
     def _respond(self, key: str, request: SipRequest, status: int, reason: str | None = None,
                  *, to_tag: str | None = None, headers: list[tuple[str, str]] | None = None,
@@ -498,11 +508,63 @@ class DialogManager:
         elif method == "INFO":
             self._respond(key, req, 200)
             self._emit(ev.InfoReceived(call.ref, req.content_type, req.body))
-        elif method in ("OPTIONS", "NOTIFY"):
+        elif method == "REFER":
+            self._on_refer(key, req, call)
+        elif method == "NOTIFY":
+            self._respond(key, req, 200)
+            self._on_notify(req, call)
+        elif method == "OPTIONS":
             self._respond(key, req, 200, headers=self._capabilities())
         else:
             self._respond(key, req, 501 if method not in _DIALOG_METHODS else 405,
                           headers=[("Allow", ALLOWED_METHODS)])  # fmt: skip
+
+    def _on_refer(self, key: str, req: SipRequest, call: _Call) -> None:
+        refer_to = req.headers.get("Refer-To")
+        try:
+            if refer_to is None or req.headers.count("Refer-To") != 1:
+                raise SipParseError("REFER needs exactly one Refer-To header")
+            target = NameAddr.parse(refer_to).uri
+        except SipParseError as exc:
+            self._respond(key, req, 400, headers=[("Warning", f'399 sessioncore "{exc}"')])
+            return
+        if not isinstance(target, SipUri):
+            self._respond(key, req, 416)
+            return
+        plain = target.copy()
+        plain.headers.clear()  # ?Replaces= (attended transfer) is not supported yet
+        self._respond(key, req, 202)
+        self._emit(ev.ReferReceived(call.ref, str(plain)))
+
+    def _on_notify(self, req: SipRequest, call: _Call) -> None:
+        event = (req.headers.get("Event") or "").split(";", 1)[0].strip().lower()
+        if event != "refer" or req.content_type != "message/sipfrag":
+            return
+        line = req.body.split(b"\r\n", 1)[0].decode("utf-8", "replace").split()
+        if len(line) < 2 or not line[1].isdigit():
+            return
+        state = (req.headers.get("Subscription-State") or "").strip().lower()
+        status = int(line[1])
+        self._emit(ev.ReferNotify(call.ref, status, state.startswith("terminated")))
+
+    def notify_refer(self, ref: str, status: int, reason: str, *, final: bool) -> None:
+        """Report the progress of a transfer we were asked for (RFC 3515 NOTIFY, sipfrag)."""
+        call = self._calls.get(ref)
+        if call is None or call.dialog is None or call.state != "confirmed":
+            return
+        check_header_value(reason, "reason phrase")
+        sub = "terminated;reason=noresource" if final else "active;expires=60"
+        req = call.dialog.create_request(
+            "NOTIFY",
+            via=self._via(call.transport),
+            body=f"SIP/2.0 {status} {reason}\r\n".encode(),
+            content_type="message/sipfrag;version=2.0",
+            extra=[("Event", "refer"), ("Subscription-State", sub)],
+        )
+        dest = self._resolve(call.dialog.next_hop_uri(), call.transport)
+        key = self._send_request(req, dest)
+        self._client_purpose[key] = (call, "info")
+        self._flush()
 
     def _on_ack(self, req: SipRequest) -> None:
         to_tag = req.to.tag
@@ -688,7 +750,10 @@ class DialogManager:
         req = SipRequest("INVITE", to_uri, h, body)
         call = _Call(ref, True, req, dest)
         self._calls[ref] = call
-        key = self._send_request(call, req, dest)
+        key = self._send_request(req, dest)
+        if dest.transport == "udp" and req.top_via.transport == "TCP":
+            call.dest = Address("tcp", dest.host, dest.port)
+            call.transport = "tcp"
         call.invite_key = key
         self._client_purpose[key] = (call, "invite")
         self._flush()
@@ -798,7 +863,7 @@ class DialogManager:
         bye = dialog.create_request("BYE", via=self._via(call.transport))
         bye.headers.add("User-Agent", self.config.user_agent)
         dest = self._resolve(dialog.next_hop_uri(), call.transport)
-        key = self._txn.send_request(bye, dest, self._now())
+        key = self._send_request(bye, dest)
         self._client_purpose[key] = (call, "bye")
         call.state = "terminating"
 
@@ -815,7 +880,7 @@ class DialogManager:
             content_type="application/sdp" if body else None,
         )  # fmt: skip
         dest = self._resolve(call.dialog.next_hop_uri(), call.transport)
-        key = self._txn.send_request(req, dest, self._now())
+        key = self._send_request(req, dest)
         call.reinvite_out = key
         self._client_purpose[key] = (call, "reinvite")
         self._flush()
@@ -854,7 +919,7 @@ class DialogManager:
             "INFO", via=self._via(call.transport), body=body, content_type=content_type
         )
         dest = self._resolve(call.dialog.next_hop_uri(), call.transport)
-        key = self._txn.send_request(req, dest, self._now())
+        key = self._send_request(req, dest)
         self._client_purpose[key] = (call, "info")
         self._flush()
 
@@ -872,7 +937,7 @@ class DialogManager:
             "REFER", via=self._via(call.transport), extra=[("Refer-To", f"<{target}>")]
         )
         dest = self._resolve(call.dialog.next_hop_uri(), call.transport)
-        key = self._txn.send_request(req, dest, self._now())
+        key = self._send_request(req, dest)
         self._client_purpose[key] = (call, "refer")
         self._flush()
 
