@@ -1,6 +1,16 @@
 """The API layer: builder, handler base class and built-ins, plain types, simple functions."""
 
 from sessioncore.api.builder import SessionManagerBuilder
+from sessioncore.api.functions import (
+    answer_call,
+    hangup_call,
+    hold_call,
+    make_call,
+    reject_call,
+    resume_call,
+    send_dtmf,
+    transfer_call,
+)
 from sessioncore.api.handler import (
     AutoAnswerHandler,
     CallHandler,
@@ -32,4 +42,12 @@ __all__ = [
     "RoutingHandler",
     "SessionId",
     "SessionManagerBuilder",
+    "answer_call",
+    "hangup_call",
+    "hold_call",
+    "make_call",
+    "reject_call",
+    "resume_call",
+    "send_dtmf",
+    "transfer_call",
 ]

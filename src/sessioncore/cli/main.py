@@ -471,7 +471,6 @@ async def _run_uas(
         err.print(f"[red]error:[/] cannot listen on {transport}:{host}:{port}: {exc}")
         return EXIT_FAILED
     handler.coordinator = coordinator
-    print(f"listening on {transport}:{format_host(host)}:{port}", flush=True)
 
     started = time.monotonic()
     active_at_stop = 0
@@ -498,6 +497,8 @@ async def _run_uas(
     )
     try:
         with _on_signals(stop.set), live:
+            # announced only once SIGINT/SIGTERM are handled: a script may signal right away
+            print(f"listening on {transport}:{format_host(host)}:{port}", flush=True)
             await stop.wait()
             if handler.limit_reached:
                 await asyncio.sleep(_UAS_GRACE_SECONDS)

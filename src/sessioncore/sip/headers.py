@@ -186,6 +186,16 @@ def parse_params(text: str, what: str) -> dict[str, str | None]:
     Names are lower-cased for lookup; values keep their case. LWS around ``=`` and ``;`` is
     allowed, empty parameters (``;;``) are an error.
     """
+    if _SIMPLE_PARAM_CHARS.issuperset(text):
+        # Fast path: tokens, '=' and ';' only (no LWS, quotes or IPv6 references).
+        fast: dict[str, str | None] = {}
+        for part in text.split(";"):
+            name, eq, value = part.partition("=")
+            if not name or (eq and (not value or "=" in value)):
+                break  # let the full path below raise the precise error
+            fast[name.lower()] = value if eq else None
+        else:
+            return fast
     params: dict[str, str | None] = {}
     parts = _split_quoted(text, ";") if '"' in text else text.split(";")
     for part in parts:
@@ -209,6 +219,7 @@ def parse_params(text: str, what: str) -> dict[str, str | None]:
 
 
 _PARAM_VALUE_CHARS = _TOKEN_CHARS | frozenset("[]:")
+_SIMPLE_PARAM_CHARS = _TOKEN_CHARS | frozenset("=;")
 
 
 def _split_quoted(text: str, sep: str) -> list[str]:
@@ -246,10 +257,29 @@ class NameAddr:
 
     @classmethod
     def parse(cls, value: str) -> NameAddr:
-        """Parse ``"Name" <uri>;params``, ``Name <uri>;params`` or ``uri;params``."""
+        """Parse ``"Name" <uri>;params``, ``Name <uri>;params`` or ``uri;params``.
+
+        Raises :class:`SipParseError` on anything malformed (including the URI).
+        """
         value = value.strip()
         if not value:
             raise SipParseError("empty address")
+        lt = value.find("<")
+        if lt != -1 and value[0] != '"':
+            # Fast path for ``<uri>`` and ``token <uri>`` followed by simple or no parameters.
+            gt = value.find(">", lt)
+            if gt != -1:
+                name = value[:lt].rstrip()
+                tail = value[gt + 1 :]
+                if (not name or _TOKEN_CHARS.issuperset(name)) and (not tail or tail[0] == ";"):
+                    uri = parse_uri(value[lt + 1 : gt])
+                    params = parse_params(tail[1:], "address parameters") if tail else {}
+                    return cls(uri, name or None, params)
+        return cls._parse_full(value)
+
+    @classmethod
+    def _parse_full(cls, value: str) -> NameAddr:
+        """The complete grammar behind :meth:`parse` (``value`` is stripped and non-empty)."""
         display: str | None = None
         rest: str
         if value[0] == '"':
@@ -312,6 +342,9 @@ class NameAddr:
         return s + format_params(self.params) if self.params else s
 
 
+_SENT_BY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:")
+
+
 @dataclass(slots=True)
 class Via:
     """One Via value: ``SIP/2.0/UDP host:port;branch=...;rport;received=...``."""
@@ -323,7 +356,20 @@ class Via:
 
     @classmethod
     def parse(cls, value: str) -> Via:
-        """Parse one Via value (LWS around ``/`` and ``;`` allowed)."""
+        """Parse one Via value (LWS around ``/`` and ``;`` allowed); raise :class:`SipParseError`."""
+        if value[:8] == "SIP/2.0/":
+            # Fast path: ``SIP/2.0/UDP host[:port][;params]`` with single spaces.
+            head, semi, ptext = value.partition(";")
+            transport, sp, sent_by = head[8:].partition(" ")
+            if (
+                transport
+                and sent_by
+                and _TOKEN_CHARS.issuperset(transport)
+                and _SENT_BY_CHARS.issuperset(sent_by)
+            ):
+                host, port = parse_host_port(sent_by, "Via sent-by")
+                params = parse_params(ptext, "Via") if semi else {}
+                return cls(transport.upper(), host, port, params)
         head, semi, ptext = value.partition(";")
         proto, sep, sent_by = head.rpartition("/")
         if not sep:
@@ -364,7 +410,13 @@ class CSeq:
     def parse(cls, value: str) -> CSeq:
         """Parse ``"<number> <METHOD>"``."""
         parts = value.split()
-        if len(parts) != 2 or not parts[0].isdigit() or not is_token(parts[1]):
+        if (
+            len(parts) != 2
+            or not parts[0].isdigit()
+            or not parts[0].isascii()
+            or len(parts[0]) > 10
+            or not _TOKEN_CHARS.issuperset(parts[1])
+        ):
             raise SipParseError(f"bad CSeq {value!r}")
         seq = int(parts[0])
         if seq > 0xFFFFFFFF:

@@ -89,6 +89,7 @@ class _Call:
         "is_uac",
         "keys",
         "pending_cancel",
+        "provisional",
         "ref",
         "reinvite_in",
         "reinvite_in_req",
@@ -110,6 +111,7 @@ class _Call:
         self.state = "calling" if is_uac else "received"
         self.ack: tuple[bytes, Address] | None = None
         self.pending_cancel = False
+        self.provisional = False
         self.reinvite_in: str | None = None  # server txn key of the peer's pending re-INVITE
         self.reinvite_in_req: SipRequest | None = None
         self.awaiting_ack: dict[int, str] = {}  # CSeq of an INVITE we sent 2xx to -> txn key
@@ -621,6 +623,8 @@ class DialogManager:
         elif what in ("bye", "cancel", "info"):
             if status >= 200:
                 self._client_purpose.pop(key, None)
+                if what == "cancel":
+                    self._expect_487(call)
         elif what == "refer" and status >= 200:
             self._emit(ev.ReferResult(call.ref, status, resp.reason))
 
@@ -628,7 +632,10 @@ class DialogManager:
         status = resp.status
         sdp = resp.body.decode("utf-8", "replace") if resp.body else None
         if status < 200:
+            call.provisional = True
             if status == 100:
+                if call.pending_cancel and call.state == "calling":
+                    self._send_cancel(call)
                 return
             if resp.to.tag and call.dialog is None:
                 call.dialog = Dialog.from_uac(request, resp, self._contact(call.transport))
@@ -692,6 +699,25 @@ class DialogManager:
             self._end(call, f"re-INVITE {reason}", by_remote=True)
         elif what == "bye":
             self._end(call, "hangup", by_remote=False)
+        elif what == "cancel":
+            self._expect_487(call)
+
+    def _expect_487(self, call: _Call) -> None:
+        """After our CANCEL completes, give the INVITE 64*T1 to end, then give up on it."""
+        if self._loop is None or call.state != "cancelling":
+            return
+        delay = 64 * self.config.timers.t1
+        self._loop.call_later(delay, self._cancel_expired, call)
+
+    def _cancel_expired(self, call: _Call) -> None:
+        if call.state != "cancelling" or self._calls.get(call.ref) is not call:
+            return
+        log.info("%s: no final response after CANCEL; giving up", call.invite.call_id)
+        self._txn.terminate(call.invite_key)
+        self._forget(call)
+        call.state = "terminated"
+        self._emit(ev.CallFailedEvent(call.ref, 487, "cancelled (no final response)"))
+        self._flush()
 
     # --- actions (called by the coordinator) ------------------------------------------------
 
@@ -814,8 +840,12 @@ class DialogManager:
         call = self._calls.get(ref)
         if call is None:
             return "none"
-        if call.is_uac and call.state == "calling":
+        if call.is_uac and call.state == "calling" and not call.provisional:
             call.pending_cancel = True  # §9.1: wait for a provisional before CANCEL
+            return "cancel"
+        if call.is_uac and call.state == "calling":
+            self._send_cancel(call)
+            self._flush()
             return "cancel"
         if call.is_uac and call.state == "early":
             self._send_cancel(call)

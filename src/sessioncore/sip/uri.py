@@ -33,6 +33,16 @@ _PARAM_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()[]/:&+$%"
 )
 _FORBIDDEN = frozenset(' \t\r\n<>"')
+# The characters of the common simple shape ``sip:user@host:port;name=value``: no escapes, no
+# headers, no IPv6 reference, no whitespace. Such URIs take the fast path of parse_uri().
+_SIMPLE_URI_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()+$@:;="
+)
+
+
+def _is_digits(text: str) -> bool:
+    """True if ``text`` is a non-empty run of ASCII digits (``str.isdigit`` alone accepts ``²``)."""
+    return text.isdigit() and text.isascii()
 
 
 def _check_escapes(text: str, what: str) -> None:
@@ -45,7 +55,11 @@ def _check_escapes(text: str, what: str) -> None:
 
 
 def parse_host_port(text: str, what: str = "host") -> tuple[str, int | None]:
-    """Split ``host[:port]`` (host may be ``[IPv6]``). Returns the host without brackets."""
+    """Split ``host[:port]`` (host may be ``[IPv6]``). Returns the host without brackets.
+
+    Raises :class:`SipParseError` for an empty or malformed host, a bad IPv6 reference, or a
+    port that is not 1-5 ASCII digits up to 65535.
+    """
     if not text:
         raise SipParseError(f"empty {what}")
     if text[0] == "[":
@@ -69,9 +83,12 @@ def parse_host_port(text: str, what: str = "host") -> tuple[str, int | None]:
             raise SipParseError(f"bad {what}: {text!r}")
         if not sep:
             return host, None
-    if not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
+    if not _is_digits(port_text) or len(port_text) > 5:
         raise SipParseError(f"bad port in {what}: {text!r}")
-    return host, int(port_text)
+    port = int(port_text)
+    if port > 65535:
+        raise SipParseError(f"bad port in {what}: {text!r}")
+    return host, port
 
 
 def format_host(host: str) -> str:
@@ -172,7 +189,57 @@ _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0
 
 
 def parse_uri(text: str) -> SipUri | AbsoluteUri:
-    """Parse any URI: SIP/SIPS into :class:`SipUri`, everything else into :class:`AbsoluteUri`."""
+    """Parse any URI: SIP/SIPS into :class:`SipUri`, everything else into :class:`AbsoluteUri`.
+
+    Raises :class:`SipParseError` on anything malformed. The common simple shape
+    (``sip:user@host:port;param=value``, no escapes, headers or IPv6) takes a fast path; all
+    else, and every error, goes through the full grammar check.
+    """
+    if text[:4] == "sip:":
+        scheme = "sip"
+        rest = text[4:]
+    elif text[:5] == "sips:":
+        scheme = "sips"
+        rest = text[5:]
+    else:
+        return _parse_uri_full(text)
+    if not _SIMPLE_URI_CHARS.issuperset(rest):
+        return _parse_uri_full(text)
+    user: str | None = None
+    password: str | None = None
+    at = rest.find("@")
+    if at != -1:
+        user, pcolon, pw = rest[:at].partition(":")
+        if not user:
+            return _parse_uri_full(text)
+        if pcolon:
+            password = pw
+        rest = rest[at + 1 :]
+    hostport, semi, param_text = rest.partition(";")
+    host, colon, port_text = hostport.partition(":")
+    if not host or not _HOST_CHARS.issuperset(host):
+        return _parse_uri_full(text)
+    port: int | None = None
+    if colon:
+        if not port_text.isdigit() or len(port_text) > 5:  # ASCII: checked by the charset
+            return _parse_uri_full(text)
+        port = int(port_text)
+        if port > 65535:
+            return _parse_uri_full(text)
+    params: dict[str, str | None] = {}
+    if semi:
+        if "@" in param_text:
+            return _parse_uri_full(text)
+        for part in param_text.split(";"):
+            name, eq, value = part.partition("=")
+            if not name or (eq and (not value or "=" in value)):
+                return _parse_uri_full(text)
+            params[name] = value if eq else None
+    return SipUri(host, user, port, scheme, password, params, {})
+
+
+def _parse_uri_full(text: str) -> SipUri | AbsoluteUri:
+    """The complete URI grammar check behind :func:`parse_uri` (every shape, every error)."""
     if not text:
         raise SipParseError("empty URI")
     if not _FORBIDDEN.isdisjoint(text):
