@@ -78,7 +78,7 @@ async def make_ua(
 ) -> SessionCoordinator:
     return await (
         SessionManagerBuilder()
-        .with_local_address(f"sip:{user}@{host}")
+        .with_local_address(f"sip:{user}@{f'[{host}]' if ':' in host else host}")
         .with_local_bind_addr(host, 0)
         .with_transport(transport)
         .with_timers(t1=t1, t2=max(4.0, t1), t4=5.0)

@@ -326,3 +326,30 @@ async def test_large_invite_moves_to_tcp() -> None:
     finally:
         await uac.stop()
         await uas.stop()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_ipv6_call(transport: str) -> None:
+    import socket
+
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.fail("IPv6 loopback (::1) is not available on this machine")
+    uac_h, uas_h = RecordingHandler(), RecordingHandler()
+    uac = await make_ua(uac_h, "alice", transport, host="::1")
+    uas = await make_ua(uas_h, "bob", transport, host="::1")
+    try:
+        pair = Pair(uac, uas, uac_h, uas_h)
+        session = await uac.make_call(pair.target())
+        await uac.wait_for_answer(session.id, timeout=5)
+        assert "IN IP6 ::1" in (uas_h.incoming[0].sdp or "")
+        assert "[::1]" in uas_h.incoming[0].headers["Via"]
+        await uac.terminate_session(session.id)
+        await settle(uac, uas)
+        assert uas_h.ended_count(uas_h.incoming[0].id) == 1
+    finally:
+        await uac.stop()
+        await uas.stop()
