@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         ("BYE (validate)", lambda: parse_message(BYE)),
         ("bytes(invite)", lambda: bytes(msg)),
     ]
-    print(f"python {sys.version.split()[0]}, INVITE {len(INVITE)} bytes, n={n}, best of {args.repeat}")
+    print(
+        f"python {sys.version.split()[0]}, INVITE {len(INVITE)} bytes, n={n}, best of {args.repeat}"
+    )
     print(f"{'case':<20} {'msg/s':>12} {'us/msg':>9}")
     for name, fn in cases:
         t = _best_of(fn, n, args.repeat)

@@ -8,11 +8,21 @@ through untouched). Names are matched case-insensitively and compact forms (``v`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from sessioncore.errors import SipParseError
-from sessioncore.sip.uri import AbsoluteUri, SipUri, format_host, parse_host_port, parse_uri
+from sessioncore.sip.uri import (
+    SIMPLE_ADDR_SPEC_URI_PATTERN,
+    SIMPLE_SIP_URI_PATTERN,
+    AbsoluteUri,
+    SipUri,
+    _simple_sip_uri,
+    format_host,
+    parse_host_port,
+    parse_uri,
+)
 
 __all__ = [
     "CSeq",
@@ -221,6 +231,32 @@ def parse_params(text: str, what: str) -> dict[str, str | None]:
 _PARAM_VALUE_CHARS = _TOKEN_CHARS | frozenset("[]:")
 _SIMPLE_PARAM_CHARS = _TOKEN_CHARS | frozenset("=;")
 
+# Fast paths for the common simple shapes. Every character class excludes the delimiter that
+# ends it and every quantifier is possessive, so matching is linear and never backtracks; a
+# value that does not match goes through the full (careful) parser, which also raises the errors.
+_T = r"[A-Za-z0-9\-.!%*_+`'~]"  # token character (same set as _TOKEN_CHARS)
+_SIMPLE_PARAMS = rf"((?:;{_T}++(?:={_T}++)?)*+)"
+# ``token <sip-uri>;params`` / ``<sip-uri>;params``: groups display, 6 URI groups, params
+_SIMPLE_NAME_ADDR = re.compile(
+    rf"({_T}*+)[ \t]*+<{SIMPLE_SIP_URI_PATTERN}>{_SIMPLE_PARAMS}"
+).fullmatch
+# ``sip-uri;params`` (addr-spec): 6 URI groups, params
+_SIMPLE_ADDR_SPEC = re.compile(rf"{SIMPLE_ADDR_SPEC_URI_PATTERN}{_SIMPLE_PARAMS}").fullmatch
+# ``SIP/2.0/UDP host[:port];params`` (hostname or IPv4; IPv6 references take the full path)
+_SIMPLE_VIA = re.compile(
+    rf"SIP/2\.0/({_T}++) ([A-Za-z0-9.\-_]++)(?::([0-9]{{1,5}}+))?{_SIMPLE_PARAMS}"
+).fullmatch
+
+
+def _simple_params(text: str) -> dict[str, str | None]:
+    """Parameters matched by ``_SIMPLE_PARAMS`` (``text`` is empty or starts with ``;``)."""
+    params: dict[str, str | None] = {}
+    if text:
+        for part in text[1:].split(";"):
+            name, eq, value = part.partition("=")
+            params[name.lower()] = value if eq else None
+    return params
+
 
 def _split_quoted(text: str, sep: str) -> list[str]:
     parts: list[str] = []
@@ -264,22 +300,37 @@ class NameAddr:
         value = value.strip()
         if not value:
             raise SipParseError("empty address")
-        lt = value.find("<")
-        if lt != -1 and value[0] != '"':
-            # Fast path for ``<uri>`` and ``token <uri>`` followed by simple or no parameters.
-            gt = value.find(">", lt)
-            if gt != -1:
-                name = value[:lt].rstrip()
-                tail = value[gt + 1 :]
-                if (not name or _TOKEN_CHARS.issuperset(name)) and (not tail or tail[0] == ";"):
-                    uri = parse_uri(value[lt + 1 : gt])
-                    params = parse_params(tail[1:], "address parameters") if tail else {}
-                    return cls(uri, name or None, params)
-        return cls._parse_full(value)
+        if "<" in value:
+            m = _SIMPLE_NAME_ADDR(value)
+            if m is not None:
+                g = m.groups()
+                uri = _simple_sip_uri(*g[1:7])
+                if uri is not None:
+                    return cls(uri, g[0] or None, _simple_params(g[7]))
+            return cls._parse_full(value)
+        m = _SIMPLE_ADDR_SPEC(value)
+        if m is not None:
+            g = m.groups()
+            uri = _simple_sip_uri(*g[:6])
+            if uri is not None:
+                return cls(uri, None, _simple_params(g[6]))
+        if value[0] == '"':
+            return cls._parse_full(value)
+        # addr-spec: the URI ends at the first ';' (what follows are header params), and it
+        # may not carry '?headers' without brackets (RFC 3261 §20.10).
+        uri_text, semi, ptext = value.partition(";")
+        uri_text = uri_text.rstrip()
+        if "?" in uri_text:
+            raise SipParseError(f"URI with headers must be enclosed in <> in {value!r}")
+        params = parse_params(ptext, "address parameters") if semi else {}
+        return cls(parse_uri(uri_text), None, params)
 
     @classmethod
     def _parse_full(cls, value: str) -> NameAddr:
-        """The complete grammar behind :meth:`parse` (``value`` is stripped and non-empty)."""
+        """``name-addr`` with a quoted or multi-word display name, or anything unusual.
+
+        ``value`` is stripped and holds a ``"`` first or a ``<`` somewhere.
+        """
         display: str | None = None
         rest: str
         if value[0] == '"':
@@ -290,33 +341,19 @@ class NameAddr:
                 raise SipParseError(f"quoted display name not followed by <URI> in {value!r}")
         else:
             lt = value.find("<")
-            if lt != -1:
-                name = value[:lt].strip()
-                if name:
-                    if not all(is_token(word) for word in name.split()):
-                        raise SipParseError(
-                            f"display name {name!r} has characters that need quotes"
-                        )
-                    display = " ".join(name.split())
-                rest = value[lt:]
-            else:
-                rest = ""
-        if rest:
-            gt = rest.find(">")
-            if gt == -1:
-                raise SipParseError(f"missing '>' in {value!r}")
-            uri_text = rest[1:gt]
-            tail = rest[gt + 1 :].strip()
-            uri = parse_uri(uri_text)
-        else:
-            # addr-spec: the URI ends at the first ';' (what follows are header params), and
-            # it may not carry '?headers' without brackets (RFC 3261 §20.10).
-            uri_text, semi, ptext = value.partition(";")
-            uri_text = uri_text.strip()
-            if "?" in uri_text:
-                raise SipParseError(f"URI with headers must be enclosed in <> in {value!r}")
-            uri = parse_uri(uri_text)
-            tail = ";" + ptext if semi else ""
+            if lt == -1:
+                raise SipParseError(f"missing '<' in {value!r}")
+            name = value[:lt].strip()
+            if name:
+                if not all(is_token(word) for word in name.split()):
+                    raise SipParseError(f"display name {name!r} has characters that need quotes")
+                display = " ".join(name.split())
+            rest = value[lt:]
+        gt = rest.find(">")
+        if gt == -1:
+            raise SipParseError(f"missing '>' in {value!r}")
+        tail = rest[gt + 1 :].strip()
+        uri = parse_uri(rest[1:gt])
         params: dict[str, str | None] = {}
         if tail:
             if tail[0] != ";":
@@ -342,9 +379,6 @@ class NameAddr:
         return s + format_params(self.params) if self.params else s
 
 
-_SENT_BY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:")
-
-
 @dataclass(slots=True)
 class Via:
     """One Via value: ``SIP/2.0/UDP host:port;branch=...;rport;received=...``."""
@@ -356,20 +390,16 @@ class Via:
 
     @classmethod
     def parse(cls, value: str) -> Via:
-        """Parse one Via value (LWS around ``/`` and ``;`` allowed); raise :class:`SipParseError`."""
-        if value[:8] == "SIP/2.0/":
-            # Fast path: ``SIP/2.0/UDP host[:port][;params]`` with single spaces.
-            head, semi, ptext = value.partition(";")
-            transport, sp, sent_by = head[8:].partition(" ")
-            if (
-                transport
-                and sent_by
-                and _TOKEN_CHARS.issuperset(transport)
-                and _SENT_BY_CHARS.issuperset(sent_by)
-            ):
-                host, port = parse_host_port(sent_by, "Via sent-by")
-                params = parse_params(ptext, "Via") if semi else {}
-                return cls(transport.upper(), host, port, params)
+        """Parse one Via value (LWS around ``/`` and ``;`` allowed).
+
+        Raises :class:`SipParseError` on anything malformed.
+        """
+        m = _SIMPLE_VIA(value)
+        if m is not None:
+            transport, host, port_text, ptext = m.groups()
+            port = None if port_text is None else int(port_text)
+            if port is None or port <= 65535:
+                return cls(transport.upper(), host, port, _simple_params(ptext))
         head, semi, ptext = value.partition(";")
         proto, sep, sent_by = head.rpartition("/")
         if not sep:

@@ -68,7 +68,33 @@ REASON_PHRASES: dict[int, str] = {
 
 _FOLD_RE = re.compile(r"\r?\n[ \t]+")
 _CANON_CACHE: dict[str, tuple[str, str]] = {}
-_SINGLE = ("call-id", "from", "to", "cseq", "max-forwards")
+# Header kinds that validate() looks at: the five single-valued ones first (their order is the
+# order of the missing/duplicate checks), then list-valued and checked-in-order ones.
+_SINGLE_NAMES = ("Call-ID", "From", "To", "CSeq", "Max-Forwards")
+_K_MAX_FORWARDS = 4
+_K_VIA = 5
+_K_CONTACT = 6
+_K_DATE = 7
+_K_ROUTE = 8
+_VALIDATE_KINDS: dict[str, int] = {
+    "call-id": 0,
+    "from": 1,
+    "to": 2,
+    "cseq": 3,
+    "max-forwards": _K_MAX_FORWARDS,
+    "via": _K_VIA,
+    "contact": _K_CONTACT,
+    "date": _K_DATE,
+    "route": _K_ROUTE,
+    "record-route": _K_ROUTE,
+}
+
+
+def _is_digits(text: str) -> bool:
+    """True if ``text`` is a non-empty run of ASCII digits (``str.isdigit`` alone accepts ``²``)."""
+    return text.isdigit() and text.isascii()
+
+
 _DATE_RE = re.compile(
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
     r"\d{4} \d{2}:\d{2}:\d{2} GMT"
@@ -76,9 +102,17 @@ _DATE_RE = re.compile(
 
 
 def _canon(name: str) -> tuple[str, str]:
+    """``(key, canonical name)`` for a raw header name as received (before stripping).
+
+    Raises :class:`SipParseError` if the name is not a token. Only valid names are cached, so a
+    cache hit needs no further check.
+    """
     hit = _CANON_CACHE.get(name)
     if hit is None:
-        canon = canonical_name(name)
+        stripped = name.rstrip(" \t")
+        if not is_token(stripped):
+            raise SipParseError(f"bad header name {stripped[:60]!r}")
+        canon = canonical_name(stripped)
         hit = (canon.lower(), canon)
         if len(_CANON_CACHE) < 4096:  # bounded: header names come from the network
             _CANON_CACHE[name] = hit
@@ -182,7 +216,7 @@ class SipMessage:
         if v is None:
             return None
         v = v.strip()
-        if not v.isdigit():
+        if not _is_digits(v) or len(v) > 10:
             raise SipParseError(f"bad Max-Forwards {v!r}")
         return int(v)
 
@@ -191,33 +225,84 @@ class SipMessage:
         self._validate_common()
 
     def _validate_common(self) -> None:
-        counts = dict.fromkeys(_SINGLE, 0)
-        for key, _, _ in self.headers._items:
-            if key in counts:
-                counts[key] += 1
-        for key, n in counts.items():
-            if n > 1:
-                raise SipParseError(f"more than one {canonical_name(key)} header")
-            if n == 0 and key != "max-forwards":
-                raise SipParseError(f"missing {canonical_name(key)} header")
-        if not self.call_id.strip():
+        # One pass over the header lines collects everything the checks below need; the checks
+        # then run in a fixed order (duplicates/missing, Call-ID, CSeq, From, To, Via,
+        # Max-Forwards, Date/Route/Record-Route in header order, Contact).
+        firsts: list[str | None] = [None, None, None, None, None]
+        counts = [0, 0, 0, 0, 0]
+        vias: list[str] = []
+        contacts: list[str] = []
+        late: list[tuple[int, str]] = []
+        kinds = _VALIDATE_KINDS
+        for key, _, value in self.headers._items:
+            kind = kinds.get(key)
+            if kind is None:
+                continue
+            if kind < 5:
+                if not counts[kind]:
+                    firsts[kind] = value
+                counts[kind] += 1
+            elif kind == _K_VIA:
+                vias.append(value)
+            elif kind == _K_CONTACT:
+                contacts.append(value)
+            else:
+                late.append((kind, value))
+        if counts[0] != 1 or counts[1] != 1 or counts[2] != 1 or counts[3] != 1 or counts[4] > 1:
+            for i, n in enumerate(counts):
+                if n > 1:
+                    raise SipParseError(f"more than one {_SINGLE_NAMES[i]} header")
+                if n == 0 and i != _K_MAX_FORWARDS:
+                    raise SipParseError(f"missing {_SINGLE_NAMES[i]} header")
+        call_id, from_v, to_v, cseq_v, mf_v = firsts
+        assert call_id is not None and from_v is not None and to_v is not None
+        assert cseq_v is not None
+        if not call_id.strip():
             raise SipParseError("empty Call-ID")
-        _ = self.cseq, self.from_, self.to
-        if not self.vias:
+        cache = self._cache
+        if "cseq" not in cache:
+            cache["cseq"] = CSeq.parse(cseq_v)
+        if "from" not in cache:
+            cache["from"] = NameAddr.parse(from_v)
+        if "to" not in cache:
+            cache["to"] = NameAddr.parse(to_v)
+        parsed_vias = cache.get("vias")
+        if parsed_vias is None:
+            parsed_vias = []
+            for v in vias:
+                if "," in v:
+                    parsed_vias.extend(Via.parse(item) for item in split_header_list(v))
+                else:
+                    v = v.strip()
+                    if v:
+                        parsed_vias.append(Via.parse(v))
+            cache["vias"] = parsed_vias
+        if not parsed_vias:
             raise SipParseError("missing Via header")
-        if counts["max-forwards"]:
-            mf = self.max_forwards
-            if mf is not None and mf > 255:
-                raise SipParseError(f"Max-Forwards {mf} is larger than 255")
-        h = self.headers
-        for key, _, value in h._items:
-            if key == "date":
+        if mf_v is not None:
+            mf = mf_v.strip()
+            if not _is_digits(mf) or len(mf) > 10:
+                raise SipParseError(f"bad Max-Forwards {mf!r}")
+            if int(mf) > 255:
+                raise SipParseError(f"Max-Forwards {int(mf)} is larger than 255")
+        for kind, value in late:
+            if kind == _K_DATE:
                 if not _DATE_RE.fullmatch(value):
                     raise SipParseError(f"bad Date {value!r} (RFC 1123 date in GMT expected)")
-            elif key == "route" or key == "record-route":
+            else:
                 for v in split_header_list(value):
                     NameAddr.parse(v)
-        _ = self.contacts
+        if "contacts" not in cache:
+            parsed: list[NameAddr] = []
+            for v in contacts:
+                for item in split_header_list(v) if "," in v else [v.strip()]:
+                    if item and item != "*":
+                        parsed.append(NameAddr.parse(item))
+            cache["contacts"] = parsed
+
+    def __bytes__(self) -> bytes:
+        """The message on the wire (requests and responses supply their start line)."""
+        raise NotImplementedError
 
     def _serialize(self, start_line: str) -> bytes:
         body = self.body
@@ -239,7 +324,10 @@ class SipRequest(SipMessage):
     def __init__(
         self, method: str, uri: str, headers: Headers | None = None, body: bytes = b""
     ) -> None:
-        super().__init__(headers, body)
+        # SipMessage.__init__ inlined: one call less per parsed message
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self._cache = {}
         self.method = method
         self.uri = uri
 
@@ -281,7 +369,10 @@ class SipResponse(SipMessage):
         self, status: int, reason: str | None = None, headers: Headers | None = None,
         body: bytes = b"",
     ) -> None:  # fmt: skip
-        super().__init__(headers, body)
+        # SipMessage.__init__ inlined: one call less per parsed message
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self._cache = {}
         self.status = status
         self.reason = REASON_PHRASES.get(status, "Unknown") if reason is None else reason
 
@@ -290,12 +381,12 @@ class SipResponse(SipMessage):
         self._validate_common()
         for w in self.headers.values("Warning"):
             code = w.split(None, 1)[0] if w.strip() else ""
-            if len(code) != 3 or not code.isdigit():
+            if len(code) != 3 or not _is_digits(code):
                 raise SipParseError(f"bad Warning {w!r}")
         ra = self.headers.get("Retry-After")
         if ra is not None:
             num = ra.partition("(")[0].partition(";")[0].strip()
-            if not num.isdigit() or int(num) > 0xFFFFFFFF:
+            if not _is_digits(num) or len(num) > 10 or int(num) > 0xFFFFFFFF:
                 raise SipParseError(f"bad Retry-After {ra!r}")
 
     def __bytes__(self) -> bytes:
@@ -312,7 +403,7 @@ def _parse_content_length(values: list[str]) -> int | None:
     for v in values[1:]:
         if v.strip() != first:
             raise SipParseError("conflicting Content-Length headers")
-    if not first.isdigit() or len(first) > 10:
+    if not _is_digits(first) or len(first) > 10:
         raise SipParseError(f"bad Content-Length {first!r}")
     return int(first)
 
@@ -350,18 +441,25 @@ def parse_message(data: bytes, *, stream: bool = False, validate: bool = True) -
     start = lines[0]
     items: list[tuple[str, str, str]] = []
     append = items.append
+    cache_get = _CANON_CACHE.get
+    cl_values: list[str] | None = None
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         if not colon:
             raise SipParseError(f"header line without a colon: {line[:60]!r}")
-        name = name.rstrip(" \t")
-        key, canon = _canon(name)
-        if not is_token(name):
-            raise SipParseError(f"bad header name {name[:60]!r}")
-        append((key, canon, value.strip(" \t")))
-    headers = Headers._from_raw(items)
+        hit = cache_get(name) or _canon(name)
+        key = hit[0]
+        value = value.strip(" \t")
+        append((key, hit[1], value))
+        if key == "content-length":
+            if cl_values is None:
+                cl_values = [value]
+            else:
+                cl_values.append(value)
+    headers = Headers.__new__(Headers)
+    headers._items = items
 
-    cl = _parse_content_length([v for k, _, v in items if k == "content-length"])
+    cl = _parse_content_length(cl_values) if cl_values else None
     available = len(data) - body_start
     if cl is None:
         if stream:
@@ -380,7 +478,7 @@ def parse_message(data: bytes, *, stream: bool = False, validate: bool = True) -
         if parts[0] != SIP_VERSION:
             raise SipParseError(f"unsupported SIP version {parts[0]!r}", status=505)
         code = parts[1]
-        if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+        if len(code) != 3 or not _is_digits(code) or not 100 <= int(code) <= 699:
             raise SipParseError(f"bad status code {code[:20]!r}")
         msg = SipResponse(int(code), parts[2] if len(parts) == 3 else "", headers, body)
     else:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 
 from sessioncore.errors import HeaderInjectionError, SipParseError
@@ -33,11 +34,49 @@ _PARAM_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()[]/:&+$%"
 )
 _FORBIDDEN = frozenset(' \t\r\n<>"')
-# The characters of the common simple shape ``sip:user@host:port;name=value``: no escapes, no
-# headers, no IPv6 reference, no whitespace. Such URIs take the fast path of parse_uri().
-_SIMPLE_URI_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()+$@:;="
+# The common simple shape ``sip:user[:password]@host[:port][;name[=value]]...`` (no escapes in
+# the user part, no headers, no IPv6 reference) takes the fast path of parse_uri(). Each
+# character class excludes the delimiter that ends it and every quantifier is possessive, so
+# matching is linear and never backtracks. The classes are subsets of what the full grammar
+# check accepts (_USER_CHARS without ':' '@' '%', _HOST_CHARS, _PARAM_CHARS). The patterns are
+# shared with headers.py, whose name-addr and addr-spec patterns embed them (six groups:
+# scheme, user, password, host, port, params; see _simple_sip_uri()).
+_URI_USER = r"[A-Za-z0-9\-_.!~*'()&=+$,;?/]"
+_URI_PCHAR = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]"
+_URI_HOSTPORT = r"([A-Za-z0-9.\-_]++)(?::([0-9]{1,5}+))?"
+SIMPLE_SIP_URI_PATTERN = (
+    rf"(sips?):(?:({_URI_USER}++)(?::({_URI_USER}*+))?@)?{_URI_HOSTPORT}"
+    rf"((?:;{_URI_PCHAR}++(?:={_URI_PCHAR}++)?)*+)"
 )
+# An addr-spec URI (outside <>): what follows the first ';' are header parameters, and '?' is
+# not allowed, so the user part may hold neither. The params group is always empty.
+_ADDR_USER = r"[A-Za-z0-9\-_.!~*'()&=+$,/]"
+SIMPLE_ADDR_SPEC_URI_PATTERN = (
+    rf"(sips?):(?:({_ADDR_USER}++)(?::({_ADDR_USER}*+))?@)?{_URI_HOSTPORT}()"
+)
+_SIMPLE_SIP_URI = re.compile(SIMPLE_SIP_URI_PATTERN).fullmatch
+
+
+def _simple_sip_uri(
+    scheme: str,
+    user: str | None,
+    password: str | None,
+    host: str,
+    port_text: str | None,
+    param_text: str,
+) -> SipUri | None:
+    """Build a SipUri from the groups of SIMPLE_SIP_URI_PATTERN (None: port out of range)."""
+    port: int | None = None
+    if port_text is not None:
+        port = int(port_text)
+        if port > 65535:
+            return None
+    params: dict[str, str | None] = {}
+    if param_text:
+        for part in param_text[1:].split(";"):
+            name, eq, value = part.partition("=")
+            params[name] = value if eq else None
+    return SipUri(host, user, port, scheme, password, params, {})
 
 
 def _is_digits(text: str) -> bool:
@@ -195,47 +234,12 @@ def parse_uri(text: str) -> SipUri | AbsoluteUri:
     (``sip:user@host:port;param=value``, no escapes, headers or IPv6) takes a fast path; all
     else, and every error, goes through the full grammar check.
     """
-    if text[:4] == "sip:":
-        scheme = "sip"
-        rest = text[4:]
-    elif text[:5] == "sips:":
-        scheme = "sips"
-        rest = text[5:]
-    else:
-        return _parse_uri_full(text)
-    if not _SIMPLE_URI_CHARS.issuperset(rest):
-        return _parse_uri_full(text)
-    user: str | None = None
-    password: str | None = None
-    at = rest.find("@")
-    if at != -1:
-        user, pcolon, pw = rest[:at].partition(":")
-        if not user:
-            return _parse_uri_full(text)
-        if pcolon:
-            password = pw
-        rest = rest[at + 1 :]
-    hostport, semi, param_text = rest.partition(";")
-    host, colon, port_text = hostport.partition(":")
-    if not host or not _HOST_CHARS.issuperset(host):
-        return _parse_uri_full(text)
-    port: int | None = None
-    if colon:
-        if not port_text.isdigit() or len(port_text) > 5:  # ASCII: checked by the charset
-            return _parse_uri_full(text)
-        port = int(port_text)
-        if port > 65535:
-            return _parse_uri_full(text)
-    params: dict[str, str | None] = {}
-    if semi:
-        if "@" in param_text:
-            return _parse_uri_full(text)
-        for part in param_text.split(";"):
-            name, eq, value = part.partition("=")
-            if not name or (eq and (not value or "=" in value)):
-                return _parse_uri_full(text)
-            params[name] = value if eq else None
-    return SipUri(host, user, port, scheme, password, params, {})
+    m = _SIMPLE_SIP_URI(text)
+    if m is not None:
+        uri = _simple_sip_uri(*m.groups())
+        if uri is not None:
+            return uri
+    return _parse_uri_full(text)
 
 
 def _parse_uri_full(text: str) -> SipUri | AbsoluteUri:
