@@ -29,7 +29,7 @@ class CleanupManager:
         registry: SessionManager,
         steps: list[Callable[[SessionId], None]],
         on_ended: Callable[[CallSession, CallState, str], None],
-        remember: int = 10000,
+        remember: int = 1000,
     ) -> None:
         self._registry = registry
         self._steps = steps

@@ -602,11 +602,18 @@ class TransactionLayer:
         old = txn.state
         self._step(txn, event, strict=True)
         data = bytes(response)
-        txn.response = response
         txn.response_bytes = data
         self._out.append((data, txn.remote))
         if status < 200:
+            txn.response = response
             return
+        if _is_2543(txn.key):
+            txn.response = response  # RFC 2543 ACK matching compares To tags
+        else:
+            # From here on only the bytes are retransmitted: keep the long-lived state small
+            # (a server transaction outlives its call by up to 64*T1).
+            txn.response = None
+            txn.request = _slim(txn.request)
         d = txn.durations
         heap = self._heap
         if kind is _IST:
@@ -899,6 +906,15 @@ class TransactionLayer:
         if self._step(txn, "timer_" + name) is None:
             return
         self._terminate(txn)
+
+
+_SLIM_KEYS = frozenset({"via", "from", "to", "call-id", "cseq"})
+
+
+def _slim(request: SipRequest) -> SipRequest:
+    """A copy of ``request`` with only the headers that identify it, no body, no parse cache."""
+    items = [e for e in request.headers._items if e[0] in _SLIM_KEYS]
+    return SipRequest(request.method, request.uri, Headers._from_raw(items))
 
 
 def _server_key(request: SipRequest, via: Via, branch: str | None, method: str) -> str:
