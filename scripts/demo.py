@@ -1,11 +1,14 @@
-"""``make demo``: real SIP calls over loopback, explained.
+"""``make demo``: real SIP calls with real audio over loopback, explained.
 
-Starts a UAS (a coordinator whose handler auto-answers) and a UAC in this process, on free
-UDP ports of 127.0.0.1, places three 2-second calls from the UAC to the UAS, and prints what
-happened to each one: its Call-ID, the state transitions with their times, the setup time, how
-long it was up and why it ended, then the totals of both sides.
+Starts a UAS (a coordinator whose handler auto-answers and echoes back the audio it receives)
+and a UAC in this process, on free UDP ports of 127.0.0.1, and places three 4-second calls.
+Each call sends a sine tone (440, 880, 1000 Hz) as G.711 RTP; the UAS echoes it; the UAC
+records what comes back to ``recordings/demo-call-N.wav``. For each call the demo prints its
+Call-ID, the state transitions with their times, the setup time, how long it was up, why it
+ended, the negotiated codec, the RTP statistics and the frequency measured in the recording.
 
-Exits 0 when every call was answered and ended cleanly on both sides, 1 otherwise.
+Exits 0 when every call was answered, ended cleanly on both sides and echoed its own tone back
+(measured within 5 Hz), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import asyncio
 import contextlib
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rich.console import Console
 
@@ -29,14 +34,19 @@ from sessioncore import (
     SessionId,
     SessionManagerBuilder,
 )
+from sessioncore.media.analysis import dominant_frequency, read_wav
+from sessioncore.media.sinks import AudioSink, WavRecorder
+from sessioncore.media.sources import AudioSource, EchoBridge, ToneSource
 
 CALLS = 3
-CALL_SECONDS = 2.0
+CALL_SECONDS = 4.0
 STAGGER_SECONDS = 0.25  # between the starts of the calls
 ANSWER_TIMEOUT = 10.0
 END_TIMEOUT = 10.0
 UAS_MEDIA_PORTS = (30000, 30999)
 UAC_MEDIA_PORTS = (31000, 31999)
+TONES = (440.0, 880.0, 1000.0)
+RECORDINGS = Path(__file__).resolve().parents[1] / "recordings"
 
 console = Console(highlight=False)
 
@@ -55,11 +65,21 @@ class CallRecord:
     local_sdp: str | None = None
     remote_sdp: str | None = None
     transitions: list[tuple[float, CallState, CallState, str | None]] = field(default_factory=list)
+    tone: float = 0.0
+    recording: Path | None = None
+    measured: float | None = None
+    recorded_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        """Answered, and ended with a reason (not a failure or a timeout)."""
-        return self.failure is None and self.answered is not None and self.end_reason is not None
+        """Answered, ended with a reason, and its tone came back."""
+        echoed = self.measured is not None and abs(self.measured - self.tone) <= 5.0
+        return (
+            self.failure is None
+            and self.answered is not None
+            and self.end_reason is not None
+            and echoed
+        )
 
 
 class RecordingHandler(CallHandler):
@@ -110,7 +130,12 @@ def free_udp_port() -> int:
 
 
 async def start(
-    user: str, port: int, media_ports: tuple[int, int], handler: CallHandler
+    user: str,
+    port: int,
+    media_ports: tuple[int, int],
+    handler: CallHandler,
+    source: Callable[[CallSession], AudioSource | None],
+    sink: Callable[[CallSession], AudioSink | None],
 ) -> SessionCoordinator:
     """A started coordinator for ``sip:user@127.0.0.1`` on UDP ``port``.
 
@@ -124,6 +149,7 @@ async def start(
         .with_transport("udp")
         .with_user_agent("sessioncore-demo")
         .with_handler(handler)
+        .with_audio(source, sink)
         .build()
     )
 
@@ -168,16 +194,30 @@ async def place_call(
         await asyncio.gather(end, return_exceptions=True)
 
 
-def describe_media(local_sdp: str | None, remote_sdp: str | None) -> list[str]:
-    """Lines about the call's media.
-
-    MEDIA: this is the place for the media issue: the negotiated codec, RTP packets sent and
-    received, the tone played. For now it shows the ``m=`` lines of the offer/answer, if any.
-    """
+def describe_media(record: CallRecord) -> list[str]:
+    """Lines about the call's media: codec, RTP statistics, what the recording holds."""
     lines = []
-    for side, sdp in (("local", local_sdp), ("remote", remote_sdp)):
-        media = [line for line in (sdp or "").splitlines() if line.startswith("m=")]
-        lines.append(f"{side} SDP: {', '.join(media) if media else '(none)'}")
+    codec = "-"
+    for line in (record.remote_sdp or "").splitlines():
+        if line.startswith("a=rtpmap:") and "telephone-event" not in line:
+            codec = line.split(" ", 1)[1]
+            break
+    lines.append(f"codec: {codec}, sent a {record.tone:g} Hz tone")
+    q = record.session.media_stats if record.session else None
+    if q is not None:
+        expected = q.packets_received + q.packets_lost
+        loss = 100.0 * q.packets_lost / expected if expected else 0.0
+        rtt = f"{q.rtt_ms:.1f} ms" if q.rtt_ms is not None else "n/a (call shorter than RTCP)"
+        lines.append(
+            f"RTP: {q.packets_sent} packets sent, {q.packets_received} received, "
+            f"loss {loss:.1f}%, jitter {q.jitter_ms:.2f} ms, RTT {rtt}, MOS {q.mos:.2f}"
+        )
+    if record.recording is not None:
+        measured = f"{record.measured:.1f} Hz" if record.measured is not None else "nothing"
+        lines.append(
+            f"echo recorded: {record.recorded_seconds:.2f} s in {record.recording}, "
+            f"dominant frequency {measured}"
+        )
     return lines
 
 
@@ -198,7 +238,7 @@ def report(record: CallRecord) -> None:
         console.print(f"  end reason: {record.end_reason}")
     if record.failure is not None:
         console.print(f"  [red]failure:    {record.failure}[/]")
-    for line in describe_media(record.local_sdp, record.remote_sdp):
+    for line in describe_media(record):
         console.print(f"  {line}")
     console.print()
 
@@ -208,9 +248,32 @@ async def demo() -> int:
     loop = asyncio.get_running_loop()
     uas_port, uac_port = free_udp_port(), free_udp_port()
     answerer, recorder = CountingAnswerer(), RecordingHandler()
-    uas = await start("demo-uas", uas_port, UAS_MEDIA_PORTS, answerer)
+    bridges: dict[SessionId, EchoBridge] = {}
+
+    def echo_source(session: CallSession) -> AudioSource:
+        bridge = bridges[session.id] = EchoBridge()
+        return bridge
+
+    def echo_sink(session: CallSession) -> AudioSink | None:
+        return bridges.pop(session.id, None)
+
+    RECORDINGS.mkdir(exist_ok=True)
+    tones = list(TONES)
+    paths: dict[SessionId, Path] = {}
+
+    def tone_source(session: CallSession) -> AudioSource:
+        return ToneSource(tones[(len(paths)) % len(tones)])
+
+    def recorder_sink(session: CallSession) -> AudioSink:
+        path = RECORDINGS / f"demo-call-{len(paths) + 1}.wav"
+        paths[session.id] = path
+        return WavRecorder(path)
+
+    uas = await start("demo-uas", uas_port, UAS_MEDIA_PORTS, answerer, echo_source, echo_sink)
     try:
-        uac = await start("demo-uac", uac_port, UAC_MEDIA_PORTS, recorder)
+        uac = await start(
+            "demo-uac", uac_port, UAC_MEDIA_PORTS, recorder, tone_source, recorder_sink
+        )
     except BaseException:
         await uas.stop()
         raise
@@ -240,9 +303,16 @@ async def demo() -> int:
         await uas.stop()
 
     for record in records:
+        record.tone = TONES[(record.number - 1) % len(TONES)]
         if record.session is not None:
             record.transitions = recorder.transitions.get(record.session.id, [])
             record.local_sdp, record.remote_sdp = recorder.sdp.get(record.session.id, (None, None))
+            record.recording = paths.get(record.session.id)
+        if record.recording is not None and record.recording.exists():
+            pcm, rate = read_wav(record.recording)
+            record.recorded_seconds = len(pcm) / 2 / rate
+            if record.recorded_seconds >= 0.2:
+                record.measured = dominant_frequency(pcm, rate)
         report(record)
 
     answered = sum(r.answered is not None for r in records)

@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 import pytest
 
+from .baresip import Baresip
+
 HOST = "127.0.0.1"
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -554,3 +556,36 @@ def sessioncore_uas(tmp_path: Path, sessioncore_cli: str) -> Iterator[Callable[.
     yield start
     for proc in started:
         proc.stop(grace_s=5.0)
+
+
+# --------------------------------------------------------------------------- baresip
+
+#: RTP ports of the n-th baresip of a test: BARESIP_RTP_BASE + n * BARESIP_RTP_SPAN onwards (clear
+#: of the 20000-20999 media range the sessioncore side uses in these tests)
+BARESIP_RTP_BASE = 10000
+BARESIP_RTP_SPAN = 40
+
+
+@pytest.fixture
+def baresip(tmp_path: Path) -> Iterator[Callable[..., Baresip]]:
+    """Factory for :class:`Baresip` peers in ``tmp_path/<name>``, not yet started.
+
+    ``make(name="baresip", tone_hz=440, user="test", answermode="auto", **kwargs)``: each gets a
+    free SIP port and its own RTP port range; every one is stopped (SIGTERM, then SIGKILL) at
+    teardown. Skips (fails under ``SESSIONCORE_REQUIRE_PEERS=1``) when baresip is missing.
+    """
+    binary = require_peer("baresip")
+    peers: list[Baresip] = []
+
+    def make(name: str | None = None, **kwargs: Any) -> Baresip:
+        label = name or f"baresip{len(peers)}"
+        lo = BARESIP_RTP_BASE + len(peers) * BARESIP_RTP_SPAN
+        kwargs.setdefault("sip_port", free_port())
+        kwargs.setdefault("rtp_ports", (lo, lo + BARESIP_RTP_SPAN - 1))
+        peer = Baresip(tmp_path / label, binary=binary, name=label, **kwargs)
+        peers.append(peer)
+        return peer
+
+    yield make
+    for peer in peers:
+        peer.stop(grace_s=3.0)

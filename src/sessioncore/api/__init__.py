@@ -25,6 +25,7 @@ from sessioncore.api.types import (
     CallState,
     DecisionKind,
     IncomingCall,
+    MediaQuality,
     SessionId,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "CompositeHandler",
     "DecisionKind",
     "IncomingCall",
+    "MediaQuality",
     "QueueHandler",
     "RejectAllHandler",
     "RoutingHandler",

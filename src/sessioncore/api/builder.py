@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from sessioncore.api.handler import CallHandler
+from sessioncore.api.types import CallSession
 from sessioncore.coordinator.coordinator import SessionCoordinator
 from sessioncore.errors import ConfigurationError, SipParseError
 from sessioncore.media.manager import MediaConfig
+from sessioncore.media.sinks import AudioSink
+from sessioncore.media.sources import AudioSource
 from sessioncore.sip.headers import NameAddr
 from sessioncore.sip.manager import SipConfig
 from sessioncore.sip.transaction import TimerConfig
@@ -40,6 +45,11 @@ class SessionManagerBuilder:
         self._user_agent = "sessioncore/0.1"
         self._timers = TimerConfig()
         self._advertised: str | None = None
+        self._source_factory: Callable[[CallSession], AudioSource | None] | None = None
+        self._sink_factory: Callable[[CallSession], AudioSink | None] | None = None
+        self._codecs: tuple[str, ...] = ("PCMU", "PCMA")
+        self._symmetric_rtp = True
+        self._ptime = 20
 
     def with_local_address(self, uri: str) -> SessionManagerBuilder:
         """Our identity: the From URI of our calls and the user part of our Contact."""
@@ -95,6 +105,38 @@ class SessionManagerBuilder:
         self._media_ip = check_header_value(ip, "media address")
         return self
 
+    def with_audio(
+        self,
+        source: Callable[[CallSession], AudioSource | None] | None = None,
+        sink: Callable[[CallSession], AudioSink | None] | None = None,
+    ) -> SessionManagerBuilder:
+        """Per-call audio: ``source(session)`` gives what to send (default silence),
+        ``sink(session)`` where to put what the peer sends (default nowhere). Either may
+        return ``None`` for a call."""
+        self._source_factory = source
+        self._sink_factory = sink
+        return self
+
+    def with_codecs(self, codecs: Sequence[str], ptime: int = 20) -> SessionManagerBuilder:
+        """Audio codecs in order of preference (``PCMU``, ``PCMA``) and the packet time."""
+        from sessioncore.media.codecs import available_codecs
+
+        known = {c.upper() for c in available_codecs()}
+        wanted = tuple(c.upper() for c in codecs)
+        bad = [c for c in wanted if c not in known]
+        if not wanted or bad:
+            raise ConfigurationError(f"unknown codecs {bad}; available: {sorted(known)}")
+        if ptime not in (10, 20, 30, 40, 60):
+            raise ConfigurationError(f"ptime must be 10, 20, 30, 40 or 60 ms, not {ptime}")
+        self._codecs = wanted
+        self._ptime = ptime
+        return self
+
+    def with_symmetric_rtp(self, enabled: bool = True) -> SessionManagerBuilder:
+        """Send RTP to where the peer's RTP comes from (RFC 4961); on by default."""
+        self._symmetric_rtp = enabled
+        return self
+
     def with_handler(self, handler: CallHandler) -> SessionManagerBuilder:
         """The application's :class:`CallHandler`."""
         if not isinstance(handler, CallHandler):
@@ -132,10 +174,21 @@ class SessionManagerBuilder:
             user_agent=self._user_agent,
             timers=self._timers,
         )
-        media = MediaConfig(local_ip=media_ip, port_start=self._media_start,
-                            port_end=self._media_end)  # fmt: skip
+        media = MediaConfig(
+            local_ip=media_ip,
+            port_start=self._media_start,
+            port_end=self._media_end,
+            codecs=self._codecs,
+            ptime=self._ptime,
+            symmetric_rtp=self._symmetric_rtp,
+        )
         return SessionCoordinator(
-            sip_config=sip, media_config=media, handler=self._handler, local_uri=self._local_uri
+            sip_config=sip,
+            media_config=media,
+            handler=self._handler,
+            local_uri=self._local_uri,
+            audio_source_factory=self._source_factory,
+            audio_sink_factory=self._sink_factory,
         )
 
     async def build(self) -> SessionCoordinator:

@@ -6,7 +6,14 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 
-from sessioncore.api.types import CallDecision, CallSession, CallState, IncomingCall, SessionId
+from sessioncore.api.types import (
+    CallDecision,
+    CallSession,
+    CallState,
+    IncomingCall,
+    MediaQuality,
+    SessionId,
+)
 
 __all__ = [
     "AutoAnswerHandler",
@@ -46,7 +53,10 @@ class CallHandler:
         """The call moved from ``old`` to ``new``."""
 
     async def on_dtmf(self, session_id: SessionId, digit: str, duration_ms: int) -> None:
-        """The peer sent a DTMF digit."""
+        """The peer sent a DTMF digit (RFC 4733 telephone-event or SIP INFO)."""
+
+    async def on_media_quality(self, session_id: SessionId, quality: MediaQuality) -> None:
+        """Periodic audio quality of a call: loss, jitter, round-trip time, estimated MOS."""
 
 
 class AutoAnswerHandler(CallHandler):
@@ -160,6 +170,11 @@ class CompositeHandler(CallHandler):
         """Tell every handler."""
         for h in self.handlers:
             await _guard(h.on_dtmf(session_id, digit, duration_ms))
+
+    async def on_media_quality(self, session_id: SessionId, quality: MediaQuality) -> None:
+        """Tell every handler."""
+        for h in self.handlers:
+            await _guard(h.on_media_quality(session_id, quality))
 
 
 async def _guard(coro: object) -> None:

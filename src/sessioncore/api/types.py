@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import NewType
+from typing import Any, NewType, Protocol
+
+from sessioncore.errors import InvalidStateError
 
 __all__ = [
     "CallDecision",
@@ -13,6 +16,7 @@ __all__ = [
     "CallState",
     "DecisionKind",
     "IncomingCall",
+    "MediaQuality",
     "SessionId",
 ]
 
@@ -42,6 +46,13 @@ class CallState(enum.Enum):
 _FINAL = frozenset({CallState.TERMINATED, CallState.CANCELLED, CallState.FAILED})
 
 
+class AudioPort(Protocol):
+    """What the coordinator attaches to a session for the application's audio."""
+
+    def frames(self) -> AsyncIterator[bytes]: ...
+    def send(self, pcm: bytes) -> None: ...
+
+
 @dataclass(slots=True)
 class CallSession:
     """One call, as the application sees it.
@@ -64,6 +75,23 @@ class CallSession:
     end_reason: str | None = None
     local_sdp: str | None = None
     remote_sdp: str | None = None
+    media_stats: MediaQuality | None = None
+    _audio: AudioPort | None = field(default=None, repr=False, compare=False)
+
+    def audio_frames(self) -> AsyncIterator[bytes]:
+        """What the peer says, as 20 ms frames of 16-bit mono PCM at 8 kHz, until the call ends.
+
+        ``async for frame in session.audio_frames(): ...``
+        """
+        if self._audio is None:
+            raise InvalidStateError(f"session {self.id} has no media stream")
+        return self._audio.frames()
+
+    async def send_audio(self, pcm: bytes) -> None:
+        """Queue 16-bit mono PCM at 8 kHz to be sent (replaces the session's audio source)."""
+        if self._audio is None:
+            raise InvalidStateError(f"session {self.id} has no media stream")
+        self._audio.send(pcm)
 
     @property
     def is_active(self) -> bool:
@@ -135,3 +163,23 @@ class CallDecision:
     def forward(cls, target: str) -> CallDecision:
         """Redirect the caller to ``target`` with 302 Moved Temporarily."""
         return cls(DecisionKind.FORWARD, 302, "Moved Temporarily", None, target)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaQuality:
+    """A periodic report on a call's audio (see ``CallHandler.on_media_quality``).
+
+    ``fraction_lost`` is 0..1 over the last RTCP interval, ``packets_lost`` cumulative,
+    ``jitter_ms`` what we measure of the peer's stream, ``rtt_ms`` from RTCP (``None`` until
+    known), ``mos`` an E-model estimate (1.0 .. 4.5).
+    """
+
+    packets_sent: int
+    packets_received: int
+    packets_lost: int
+    fraction_lost: float
+    jitter_ms: float
+    rtt_ms: float | None
+    mos: float
+    late_frames: int = 0
+    details: dict[str, Any] = field(default_factory=dict, repr=False)

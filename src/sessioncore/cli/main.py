@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import click
@@ -57,7 +58,18 @@ from sessioncore import (
     SessionId,
     SessionManagerBuilder,
 )
+from sessioncore.api.types import MediaQuality
 from sessioncore.errors import InvalidArgumentError
+from sessioncore.media.analysis import dominant_frequency, read_wav
+from sessioncore.media.sinks import AudioSink, TeeSink, WavRecorder
+from sessioncore.media.sources import (
+    AudioSource,
+    EchoBridge,
+    SilenceSource,
+    ToneSource,
+    WavFileSource,
+    WavFormatError,
+)
 from sessioncore.sip.uri import SipUri, format_host, parse_host_port
 
 __all__ = ["main"]
@@ -155,6 +167,82 @@ _verbose_option = click.option(
 )
 
 
+# --- media options ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSpec:
+    """What ``--media`` / ``--tone`` / ``--play`` asked for."""
+
+    kind: str  # "silence" | "tone" | "echo" | "play"
+    frequency: float = 440.0
+    path: Path | None = None
+
+    def source(self) -> AudioSource:
+        """A fresh source for one call."""
+        if self.kind == "tone":
+            return ToneSource(self.frequency)
+        if self.kind == "play" and self.path is not None:
+            return WavFileSource(self.path, loop=True)
+        return SilenceSource()
+
+    def describe(self) -> str:
+        """For summaries."""
+        if self.kind == "tone":
+            return f"tone {self.frequency:g} Hz"
+        if self.kind == "play":
+            return f"play {self.path}"
+        return self.kind
+
+
+def _check_wav(path: Path) -> None:
+    try:
+        WavFileSource(path).close()
+    except (WavFormatError, OSError) as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _media_spec(ctx: click.Context, param: click.Parameter, value: str | None) -> MediaSpec | None:
+    """``echo``, ``silence``, ``tone[:HZ]`` or ``play:FILE.wav``."""
+    if value is None:
+        return None
+    kind, _, arg = value.partition(":")
+    kind = kind.lower()
+    if kind in ("echo", "silence") and not arg:
+        return MediaSpec(kind)
+    if kind == "tone":
+        try:
+            freq = float(arg) if arg else 440.0
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: tone:HZ needs a number") from None
+        if not 20 <= freq <= 3900:
+            raise click.BadParameter(f"{value!r}: the tone must be 20-3900 Hz for 8 kHz audio")
+        return MediaSpec("tone", freq)
+    if kind == "play" and arg:
+        path = Path(arg)
+        _check_wav(path)
+        return MediaSpec("play", path=path)
+    raise click.BadParameter(f"{value!r} is not echo, silence, tone[:HZ] or play:FILE.wav")
+
+
+def _safe_name(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_.@" else "_" for ch in text)[:120] or "call"
+
+
+def _media_lines(stats: MediaQuality | None) -> list[tuple[str, str]]:
+    if stats is None:
+        return [("packets sent", "0"), ("packets received", "0"), ("loss", "n/a"),
+                ("jitter", "n/a")]  # fmt: skip
+    expected = stats.packets_received + stats.packets_lost
+    loss = 100.0 * stats.packets_lost / expected if expected else 0.0
+    return [
+        ("packets sent", str(stats.packets_sent)),
+        ("packets received", str(stats.packets_received)),
+        ("loss", f"{loss:.1f}%"),
+        ("jitter", f"{stats.jitter_ms:.1f} ms"),
+    ]
+
+
 # --- shared helpers -------------------------------------------------------------------------
 
 
@@ -188,6 +276,8 @@ async def _build_coordinator(
     transport: str,
     media_ports: tuple[int, int] | None,
     handler: CallHandler,
+    source: Callable[[CallSession], AudioSource | None] | None = None,
+    sink: Callable[[CallSession], AudioSink | None] | None = None,
 ) -> SessionCoordinator:
     """Build and start a coordinator bound to ``host:port`` over ``transport``."""
     builder = (
@@ -197,6 +287,7 @@ async def _build_coordinator(
         .with_transport(transport)
         .with_user_agent(f"sessioncore/{_version()}")
         .with_handler(handler)
+        .with_audio(source, sink)
     )
     if media_ports is not None:
         builder = builder.with_media_ports(*media_ports)
@@ -264,6 +355,10 @@ class UasCounters:
     ended: int = 0
     local_hangups: int = 0
     end_reasons: Counter[str] = field(default_factory=Counter)
+    dtmf: str = ""
+    media: list[MediaQuality] = field(default_factory=list)
+    late_frames: int = 0
+    frames_sent: int = 0
 
 
 class UasHandler(CallHandler):
@@ -330,8 +425,18 @@ class UasHandler(CallHandler):
                 self.hangup_after, self._start_hangup, session.id
             )
 
+    async def on_dtmf(self, session_id: SessionId, digit: str, duration_ms: int) -> None:
+        """Print each received digit (``dtmf <session> <digit>``)."""
+        self.counters.dtmf += digit
+        print(f"dtmf {session_id} {digit}", flush=True)
+
     async def on_call_ended(self, session: CallSession, reason: str) -> None:
         """Count the end; stop the server when ``--max-calls`` calls have ended."""
+        if session.media_stats is not None:
+            q = session.media_stats
+            self.counters.media.append(q)
+            self.counters.late_frames += q.late_frames
+            self.counters.frames_sent += int(q.details.get("frames_sent", 0))
         timer = self._timers.pop(session.id, None)
         if timer is not None:
             timer.cancel()
@@ -395,6 +500,22 @@ class UasHandler(CallHandler):
     help="Reject every call with this status (e.g. 486) instead of answering.",
 )
 @click.option(
+    "--media",
+    "media",
+    metavar="echo|tone[:HZ]|silence|play:FILE.wav",
+    callback=_media_spec,
+    default="silence",
+    show_default=True,
+    help="What to send to callers.",
+)
+@click.option(
+    "--record",
+    "record_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Record what each caller sends to DIR/<Call-ID>.wav (8 kHz mono 16-bit).",
+)
+@click.option(
     "--answer-after",
     type=click.FloatRange(min=0),
     default=None,
@@ -415,6 +536,8 @@ def uas(
     transport: str,
     max_calls: int | None,
     reject: int | None,
+    media: MediaSpec,
+    record_dir: Path | None,
     answer_after: float | None,
     hangup_after: float | None,
     media_ports: tuple[int, int] | None,
@@ -431,6 +554,8 @@ def uas(
             answer_after=answer_after,
             hangup_after=hangup_after,
             media_ports=media_ports,
+            media=media,
+            record_dir=record_dir,
         )
     )
     sys.exit(code)
@@ -445,9 +570,34 @@ async def _run_uas(
     hangup_after: float | None,
     media_ports: tuple[int, int] | None,
     answer_after: float | None = None,
+    media: MediaSpec | None = None,
+    record_dir: Path | None = None,
 ) -> int:
     err = Console(stderr=True)
     host, port = listen
+    spec = media or MediaSpec("silence")
+    if record_dir is not None:
+        record_dir.mkdir(parents=True, exist_ok=True)
+    bridges: dict[SessionId, EchoBridge] = {}
+
+    def make_source(session: CallSession) -> AudioSource:
+        if spec.kind == "echo":
+            bridge = bridges[session.id] = EchoBridge()
+            return bridge
+        return spec.source()
+
+    def make_sink(session: CallSession) -> AudioSink | None:
+        sinks: list[AudioSink] = []
+        if record_dir is not None:
+            name = _safe_name(session.sip_call_id or session.id)
+            sinks.append(WavRecorder(record_dir / f"{name}.wav"))
+        bridge = bridges.pop(session.id, None)
+        if bridge is not None:
+            sinks.append(bridge)
+        if not sinks:
+            return None
+        return sinks[0] if len(sinks) == 1 else TeeSink(*sinks)
+
     if port == 0:
         port = _free_port(host, transport)
     stop = asyncio.Event()
@@ -466,6 +616,8 @@ async def _run_uas(
             transport=transport,
             media_ports=media_ports,
             handler=handler,
+            source=make_source,
+            sink=make_sink,
         )
     except (SessionError, OSError) as exc:
         err.print(f"[red]error:[/] cannot listen on {transport}:{host}:{port}: {exc}")
@@ -524,7 +676,14 @@ async def _run_uas(
         ("retransmissions", str(_stat(stats, "retransmissions"))),
         ("parse errors", str(_stat(stats, "parse_errors"))),
         ("duration", f"{elapsed:.2f} s"),
+        ("media", spec.describe()),
     ]
+    media_rows = _media_lines(_sum_media(c.media)) if c.media else []
+    if c.media:
+        media_rows.append(("late frames", f"{c.late_frames} of {c.frames_sent}"))
+    rows += media_rows
+    if c.dtmf:
+        rows.append(("dtmf received", c.dtmf))
     out = _stdout_console()
     _print_table(out, "sessioncore uas summary", rows)
     if c.end_reasons:
@@ -538,8 +697,24 @@ async def _run_uas(
         ("active at stop", active_at_stop),
     ):
         print(f"{key}: {value}")
+    for key, text in media_rows:
+        print(f"{key}: {text}")
     sys.stdout.flush()
     return EXIT_OK
+
+
+def _sum_media(items: list[MediaQuality]) -> MediaQuality:
+    """All calls' RTP figures added up (jitter: the mean)."""
+    n = len(items)
+    return MediaQuality(
+        packets_sent=sum(q.packets_sent for q in items),
+        packets_received=sum(q.packets_received for q in items),
+        packets_lost=sum(q.packets_lost for q in items),
+        fraction_lost=sum(q.fraction_lost for q in items) / n if n else 0.0,
+        jitter_ms=sum(q.jitter_ms for q in items) / n if n else 0.0,
+        rtt_ms=None,
+        mos=min((q.mos for q in items), default=0.0),
+    )
 
 
 def _print_breakdown(console: Console, title: str, column: str, counts: Counter[str]) -> None:
@@ -570,6 +745,7 @@ class CallResults:
     end_reasons: Counter[str] = field(default_factory=Counter)
     setup_ms: list[float] = field(default_factory=list)
     launch_times: list[float] = field(default_factory=list)
+    media: list[tuple[int, str, MediaQuality | None]] = field(default_factory=list)
 
     @property
     def finished(self) -> int:
@@ -615,7 +791,9 @@ class CallRunner:
         duration: float,
         timeout: float,
         on_progress: Callable[[CallResults], None],
+        dtmf: str | None = None,
     ) -> None:
+        self.dtmf = dtmf
         self.coordinator = coordinator
         self.uri = uri
         self.from_uri = from_uri
@@ -705,6 +883,11 @@ class CallRunner:
             results.answered += 1
             results.setup_ms.append((loop.time() - began) * 1000.0)
             log.info("call %d (%s) answered", index + 1, session.sip_call_id)
+            if self.dtmf:
+                try:
+                    await coordinator.send_dtmf(sid, self.dtmf)
+                except SessionError as exc:
+                    log.warning("call %d: DTMF not sent: %s", index + 1, exc)
 
             done, _ = await asyncio.wait({end}, timeout=self.duration)
             hung_up = True
@@ -716,6 +899,10 @@ class CallRunner:
                 reason = await asyncio.wait_for(asyncio.shield(end), timeout=self.timeout)
             except TimeoutError:
                 reason = None
+            ended = coordinator.get_session(sid)
+            results.media.append(
+                (index + 1, session.sip_call_id or sid, ended.media_stats if ended else None)
+            )
             if reason is not None and hung_up:
                 results.ended += 1
                 results.end_reasons[reason] += 1
@@ -826,6 +1013,34 @@ class _ProgressView:
     show_default=True,
     help="Seconds to wait for an answer (and for each end).",
 )
+@click.option(
+    "--tone",
+    type=click.FloatRange(20, 3900),
+    default=None,
+    metavar="HZ",
+    help="Send a sine tone of HZ.",
+)
+@click.option(
+    "--play",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE.wav",
+    help="Send this WAV file (mono 16-bit, looped).",
+)
+@click.option(
+    "--record",
+    "record",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE.wav",
+    help="Record what the callee sends (FILE-N.wav when --count > 1).",
+)
+@click.option(
+    "--dtmf",
+    default=None,
+    metavar="DIGITS",
+    help="Send these DTMF digits (RFC 4733, or SIP INFO) once the call is up.",
+)
 @_media_ports_option
 @_verbose_option
 def call(
@@ -838,11 +1053,26 @@ def call(
     concurrency: int,
     duration: float,
     timeout: float,
+    tone: float | None,
+    play: Path | None,
+    record: Path | None,
+    dtmf: str | None,
     media_ports: tuple[int, int] | None,
     verbose: int,
 ) -> None:
     """Place calls to SIP_URI and report how they went (exit 0 only if all succeeded)."""
     _setup_logging(verbose)
+    if tone is not None and play is not None:
+        raise click.UsageError("--tone and --play exclude each other")
+    if play is not None:
+        _check_wav(play)
+    if dtmf is not None and (not dtmf or any(ch not in "0123456789*#ABCDabcd" for ch in dtmf)):
+        raise click.BadParameter(f"{dtmf!r}: DTMF digits are 0-9 * # A-D", param_hint="--dtmf")
+    spec = (
+        MediaSpec("tone", tone) if tone is not None
+        else MediaSpec("play", path=play) if play is not None
+        else MediaSpec("silence")
+    )  # fmt: skip
     code = asyncio.run(
         _run_calls(
             uri=uri,
@@ -855,6 +1085,9 @@ def call(
             duration=duration,
             timeout=timeout,
             media_ports=media_ports,
+            spec=spec,
+            record=record,
+            dtmf=dtmf,
         )
     )
     sys.exit(code)
@@ -872,9 +1105,25 @@ async def _run_calls(
     duration: float,
     timeout: float,
     media_ports: tuple[int, int] | None,
+    spec: MediaSpec | None = None,
+    record: Path | None = None,
+    dtmf: str | None = None,
 ) -> int:
     err = Console(stderr=True)
     host, port = listen
+    media = spec or MediaSpec("silence")
+    recordings: list[Path] = []
+
+    def make_sink(session: CallSession) -> AudioSink | None:
+        if record is None:
+            return None
+        path = record if count == 1 else record.with_name(
+            f"{record.stem}-{len(recordings) + 1}{record.suffix}"
+        )  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recordings.append(path)
+        return WavRecorder(path)
+
     try:
         coordinator = await _build_coordinator(
             user="sessioncore",
@@ -883,6 +1132,8 @@ async def _run_calls(
             transport=transport,
             media_ports=media_ports,
             handler=CallHandler(),
+            source=lambda session: media.source(),
+            sink=make_sink,
         )
     except (SessionError, OSError) as exc:
         err.print(f"[red]error:[/] cannot start on {transport}:{host}:{port}: {exc}")
@@ -899,6 +1150,7 @@ async def _run_calls(
         duration=duration,
         timeout=timeout,
         on_progress=view.update,
+        dtmf=dtmf,
     )
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -926,6 +1178,7 @@ async def _run_calls(
         transport=transport,
         elapsed=elapsed,
         stats=coordinator.get_stats(),
+        recordings=recordings,
     )
     if results.usage_error is not None:
         err.print(f"[red]error:[/] {results.usage_error}")
@@ -940,7 +1193,13 @@ async def _run_calls(
 
 
 def _print_call_summary(
-    results: CallResults, *, uri: str, transport: str, elapsed: float, stats: dict[str, int]
+    results: CallResults,
+    *,
+    uri: str,
+    transport: str,
+    elapsed: float,
+    stats: dict[str, int],
+    recordings: list[Path] | None = None,
 ) -> None:
     rate = results.launch_rate
     rows = [
@@ -986,4 +1245,18 @@ def _print_call_summary(
         print(f"failure {reason}: {n}")
     if results.interrupted:
         print("interrupted: yes")
+    # per-call RTP figures: one block per call, plain lines (the table above is for people)
+    for index, call_id, quality in sorted(results.media, key=lambda m: m[0])[:100]:
+        print(f"call {index} ({call_id}):")
+        for key, text in _media_lines(quality):
+            print(f"{key}: {text}")
+    for path in recordings or []:
+        try:
+            pcm, rate = read_wav(path)
+        except (SessionError, OSError) as exc:
+            print(f"recording {path}: unreadable ({exc})")
+            continue
+        seconds = len(pcm) / 2 / rate if rate else 0.0
+        freq = dominant_frequency(pcm, rate) if len(pcm) >= rate // 5 else 0.0
+        print(f"recording {path}: {seconds:.2f} s, dominant frequency: {freq:.0f} Hz")
     sys.stdout.flush()

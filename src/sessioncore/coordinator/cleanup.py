@@ -47,14 +47,14 @@ class CleanupManager:
         session.state = state
         session.end_reason = reason
         session.ended_at = time.time()
+        self.recent[session_id] = session  # steps may still look the session up
+        if len(self.recent) > self._remember:
+            self.recent.popitem(last=False)
         for step in self._steps:
             try:
                 step(session_id)
             except Exception:
                 log.exception("%s: cleanup step %s failed", session_id, step)
-        self.recent[session_id] = session
-        if len(self.recent) > self._remember:
-            self.recent.popitem(last=False)
         try:
             self._on_ended(session, old, reason)
         except Exception:

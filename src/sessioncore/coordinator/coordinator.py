@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from sessioncore.api.handler import CallHandler
@@ -25,6 +25,7 @@ from sessioncore.api.types import (
     CallState,
     DecisionKind,
     IncomingCall,
+    MediaQuality,
     SessionId,
 )
 from sessioncore.coordinator.cleanup import CleanupManager
@@ -39,7 +40,11 @@ from sessioncore.errors import (
     SessionNotFoundError,
     SipParseError,
 )
+from sessioncore.media import events as mev
+from sessioncore.media.dtmf import DtmfError, format_dtmf_relay, parse_dtmf_info
 from sessioncore.media.manager import MediaConfig, MediaManager
+from sessioncore.media.sinks import AudioSink, QueueSink
+from sessioncore.media.sources import AudioSource, QueueSource
 from sessioncore.sip import events as ev
 from sessioncore.sip.manager import DialogManager, SipConfig
 from sessioncore.sip.uri import SipUri, check_header_value, parse_uri
@@ -77,19 +82,23 @@ class SessionCoordinator:
         handler: CallHandler | None = None,
         local_uri: str | None = None,
         operation_timeout: float = 32.0,
+        audio_source_factory: Callable[[CallSession], AudioSource | None] | None = None,
+        audio_sink_factory: Callable[[CallSession], AudioSink | None] | None = None,
     ) -> None:
         from sessioncore.registry.manager import SessionManager
 
         self.handler = handler if handler is not None else CallHandler()
         self.local_uri = local_uri
         self.operation_timeout = operation_timeout
+        self._source_factory = audio_source_factory
+        self._sink_factory = audio_sink_factory
         self.registry = SessionManager()
         self._queue: asyncio.Queue[SessionEvent] | None = None
         self.dialogs = DialogManager(sip_config, self._post)
         self.media = MediaManager(media_config, self._post)
         self.cleanup = CleanupManager(
             self.registry,
-            [self.media.release, self.dialogs.forget, self._drop_waiters_step],
+            [self._snapshot_media, self.media.release, self.dialogs.forget],
             self._on_ended,
         )
         self._loop_task: asyncio.Task[None] | None = None
@@ -104,7 +113,7 @@ class SessionCoordinator:
         self._wants = {
             name: _overrides(self.handler, name)
             for name in ("on_incoming_call", "on_call_established", "on_call_ended",
-                         "on_call_state_changed", "on_dtmf")
+                         "on_call_state_changed", "on_dtmf", "on_media_quality")
         }  # fmt: skip
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -187,6 +196,9 @@ class SessionCoordinator:
     def _dispatch(self, event: SessionEvent) -> None:
         if isinstance(event, ev.IncomingInvite):
             self._on_incoming(event)
+            return
+        if isinstance(event, mev.DtmfReceived | mev.MediaQuality):
+            self._on_media_event(event)
             return
         sid = SessionId(event.call_ref)
         session = self.registry.get(sid)
@@ -305,6 +317,7 @@ class SessionCoordinator:
         self.dialogs.answer(sid, sdp)
         session.local_sdp = sdp
         session.remote_sdp = offer
+        self._setup_media(session)
         self._deferred.discard(sid)
         self._established(session)
 
@@ -369,6 +382,7 @@ class SessionCoordinator:
         try:
             offer = self.media.create_offer(sid)
             session.local_sdp = offer
+            self._setup_media(session)
             self.dialogs.make_call(
                 sid, to_uri.strip(), from_uri, offer, list((headers or {}).items()), transport
             )
@@ -505,15 +519,31 @@ class SessionCoordinator:
         if self.registry.get(session_id) is not None:
             self._set_state(session, CallState.ACTIVE, "resume")
 
-    async def send_dtmf(self, session_id: SessionId, digits: str, duration_ms: int = 160) -> None:
-        """Send DTMF digits (``0-9 * # A-D``) to the peer (SIP INFO ``application/dtmf-relay``)."""
+    async def send_dtmf(
+        self, session_id: SessionId, digits: str, duration_ms: int = 160, method: str = "auto"
+    ) -> None:
+        """Send DTMF digits (``0-9 * # A-D``).
+
+        ``method``: ``"rfc4733"`` (RTP telephone-event), ``"info"`` (SIP INFO
+        ``application/dtmf-relay``) or ``"auto"``: RFC 4733 when the peer negotiated
+        telephone-event, INFO otherwise.
+        """
         session = self._active(session_id, "send DTMF on")
         if not isinstance(digits, str) or not _DTMF_RE.fullmatch(digits):
             raise InvalidArgumentError(f"DTMF digits must be 0-9, *, #, A-D; got {digits!r}")
         if not 40 <= duration_ms <= 5000:
             raise InvalidArgumentError(f"DTMF duration must be 40-5000 ms, not {duration_ms}")
+        if method not in ("auto", "rfc4733", "info"):
+            raise InvalidArgumentError(f"DTMF method must be auto, rfc4733 or info: {method!r}")
+        if method != "info" and self.media.send_dtmf(session.id, digits.upper(), duration_ms):
+            return
+        if method == "rfc4733":
+            raise InvalidStateError(
+                f"session {session_id}: the peer did not negotiate telephone-event; "
+                "use method='info'"
+            )
         for digit in digits.upper():
-            body = f"Signal={digit}\r\nDuration={duration_ms}\r\n".encode()
+            body = format_dtmf_relay(digit, duration_ms)
             self.dialogs.send_info(session.id, "application/dtmf-relay", body)
 
     async def transfer_session(self, session_id: SessionId, target: str) -> None:
@@ -611,16 +641,62 @@ class SessionCoordinator:
                 self._set_state(session, CallState.ACTIVE, "resumed by peer")
 
     def _on_info(self, session: CallSession, content_type: str | None, body: bytes) -> None:
-        if content_type != "application/dtmf-relay" or not self._wants["on_dtmf"]:
+        if content_type not in ("application/dtmf-relay", "application/dtmf"):
             return
-        fields: dict[str, str] = {}
-        for line in body.decode("utf-8", "replace").splitlines():
-            name, _, value = line.partition("=")
-            fields[name.strip().lower()] = value.strip()
-        digit = fields.get("signal", "")
-        if len(digit) == 1 and _DTMF_RE.fullmatch(digit):
-            dur = fields.get("duration", "")
-            self._spawn(self.handler.on_dtmf(session.id, digit, int(dur) if dur.isdigit() else 0))
+        try:
+            digit, duration = parse_dtmf_info(content_type, body)
+        except DtmfError as exc:
+            log.info("%s: ignoring a malformed DTMF INFO: %s", session.id, exc)
+            return
+        if self._wants["on_dtmf"]:
+            self._spawn(self.handler.on_dtmf(session.id, digit, duration))
+
+    # --- media ------------------------------------------------------------------------------
+
+    def _setup_media(self, session: CallSession) -> None:
+        """Give a new media session its audio source and sinks, and the app's audio port."""
+        sid = session.id
+        if self.media.get(sid) is None:
+            return
+        if self._source_factory is not None:
+            source = self._source_factory(session)
+            if source is not None:
+                self.media.set_source(sid, source)
+        if self._sink_factory is not None:
+            sink = self._sink_factory(session)
+            if sink is not None:
+                self.media.add_sink(sid, sink)
+        session._audio = _AudioPort(self.media, sid)
+
+    def _on_media_event(self, event: mev.DtmfReceived | mev.MediaQuality) -> None:
+        sid = SessionId(event.session_id)
+        if self.registry.get(sid) is None:
+            return
+        if isinstance(event, mev.DtmfReceived):
+            if self._wants["on_dtmf"]:
+                self._spawn(self.handler.on_dtmf(sid, event.digit, event.duration_ms))
+        elif self._wants["on_media_quality"]:
+            self._spawn(self.handler.on_media_quality(sid, _quality(event.stats)))
+
+    def set_audio_source(self, session_id: SessionId, source: AudioSource) -> None:
+        """Replace what the session sends (tone, WAV file, queue ...)."""
+        self.registry.require(session_id)
+        self.media.set_source(session_id, source)
+
+    def add_audio_sink(self, session_id: SessionId, sink: AudioSink) -> None:
+        """Also feed what the peer sends into ``sink`` (recorder, analyser ...)."""
+        self.registry.require(session_id)
+        self.media.add_sink(session_id, sink)
+
+    def mute_session(self, session_id: SessionId, muted: bool = True) -> None:
+        """Send silence instead of the session's audio (the stream keeps running)."""
+        self.registry.require(session_id)
+        self.media.set_muted(session_id, muted)
+
+    def get_media_stats(self, session_id: SessionId) -> MediaQuality:
+        """The call's current audio statistics."""
+        self.registry.require(session_id)
+        return _quality(self.media.stats(session_id))
 
     # --- queries ----------------------------------------------------------------------------
 
@@ -677,8 +753,12 @@ class SessionCoordinator:
         if self._wants["on_call_ended"]:
             self._spawn(self.handler.on_call_ended(session, reason))
 
-    def _drop_waiters_step(self, session_id: SessionId) -> None:
-        """Cleanup step: nothing to release beyond what _on_ended resolves (kept for order)."""
+    def _snapshot_media(self, session_id: SessionId) -> None:
+        """Cleanup step: keep the call's final audio statistics on the session."""
+        stats = self.media.stats(session_id)
+        session = self.cleanup.recent.get(session_id)
+        if stats and session is not None:
+            session.media_stats = _quality(stats)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -689,6 +769,45 @@ class SessionCoordinator:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("handler callback failed", exc_info=task.exception())
+
+
+class _AudioPort:
+    """The application's audio for one session: frames in, PCM out (see CallSession)."""
+
+    def __init__(self, media: MediaManager, session_id: str) -> None:
+        self._media = media
+        self._sid = session_id
+        self._queue: QueueSource | None = None
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        sink = QueueSink()
+        self._media.add_sink(self._sid, sink)
+        try:
+            async for frame in sink.frames():
+                yield frame
+        finally:
+            self._media.remove_sink(self._sid, sink)
+
+    def send(self, pcm: bytes) -> None:
+        if self._queue is None:
+            self._queue = QueueSource()
+            self._media.set_source(self._sid, self._queue)
+        self._queue.push(pcm)
+
+
+def _quality(stats: dict[str, Any]) -> MediaQuality:
+    rtt = stats.get("rtt_ms")
+    return MediaQuality(
+        packets_sent=int(stats.get("packets_sent", 0)),
+        packets_received=int(stats.get("packets_received", 0)),
+        packets_lost=int(stats.get("packets_lost", 0)),
+        fraction_lost=float(stats.get("fraction_lost", 0.0)),
+        jitter_ms=float(stats.get("jitter_ms", 0.0)),
+        rtt_ms=float(rtt) if rtt is not None else None,
+        mos=float(stats.get("mos", 0.0)),
+        late_frames=int(stats.get("late_frames", 0)),
+        details=dict(stats),
+    )
 
 
 def _call_failed(session: CallSession) -> CallFailed:

@@ -1,13 +1,14 @@
 """The events the coordinator's loop consumes: whatever the subsystems report.
 
-The SIP subsystem's events are defined in :mod:`sessioncore.sip.events` (the SIP layer cannot
-import from here); media events join this union with the media plane.
+The subsystems define their own events (:mod:`sessioncore.sip.events`,
+:mod:`sessioncore.media.events`): they cannot import from here.
 """
 
 from __future__ import annotations
 
+from sessioncore.media.events import MediaEvent
 from sessioncore.sip.events import DialogEvent
 
 __all__ = ["SessionEvent"]
 
-SessionEvent = DialogEvent
+SessionEvent = DialogEvent | MediaEvent

@@ -1,0 +1,28 @@
+"""Events the MediaManager reports upward (to the coordinator)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["DtmfReceived", "MediaEvent", "MediaQuality"]
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    """The peer sent a DTMF digit as RFC 4733 telephone-event."""
+
+    session_id: str
+    digit: str
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class MediaQuality:
+    """Periodic statistics of a running stream (see ``MediaManager.stats``)."""
+
+    session_id: str
+    stats: dict[str, Any]
+
+
+MediaEvent = DtmfReceived | MediaQuality
