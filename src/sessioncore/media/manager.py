@@ -17,6 +17,7 @@ It never calls user code and knows nothing of SIP; it reports through ``emit``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
@@ -333,10 +334,8 @@ class MediaManager:
         self._streams.pop(ms.session_id, None)
         if ms.rtp is not None and self._loop is not None:
             for s in (ms.rtp_sock, ms.rtcp_sock):
-                try:
+                with contextlib.suppress(ValueError, OSError):
                     self._loop.remove_reader(s.fileno())
-                except (ValueError, OSError):
-                    pass
 
     def release(self, session_id: str) -> None:
         """End the session's media: RTCP BYE, close sockets, free the ports, close sinks."""
@@ -344,10 +343,8 @@ class MediaManager:
         if ms is None:
             return
         if ms.rtp is not None and ms.remote_rtcp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 ms.rtcp_sock.sendto(ms.rtp.build_bye(self._now(), time.time()), ms.remote_rtcp)
-            except OSError:
-                pass
         self._stop_stream(ms)
         for s in (ms.rtp_sock, ms.rtcp_sock):
             s.close()
@@ -494,10 +491,8 @@ class MediaManager:
                 ms.rtp_sock.sendto(data, ms.remote_rtp)
                 return
         pcm = ms.source.read(ms.frame_samples)
-        if pcm is None or ms.muted:
-            payload = codec.silence(ms.frame_samples)
-        else:
-            payload = codec.encode(pcm)
+        muted = pcm is None or ms.muted
+        payload = codec.silence(ms.frame_samples) if muted else codec.encode(pcm or b"")
         ms.rtp_sock.sendto(rtp.build_packet(payload, ms.frame_samples), ms.remote_rtp)
 
     def _play(self, ms: MediaSession, now: float) -> None:
