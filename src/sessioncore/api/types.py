@@ -171,7 +171,8 @@ class MediaQuality:
 
     ``fraction_lost`` is 0..1 over the last RTCP interval, ``packets_lost`` cumulative,
     ``jitter_ms`` what we measure of the peer's stream, ``rtt_ms`` from RTCP (``None`` until
-    known), ``mos`` an E-model estimate (1.0 .. 4.5).
+    known), ``mos`` an E-model estimate (1.0 .. 4.5), ``late_frames`` the frames sent more than
+    5 ms after their slot plus the slots skipped after a stall.
     """
 
     packets_sent: int

@@ -805,7 +805,7 @@ def _quality(stats: dict[str, Any]) -> MediaQuality:
         jitter_ms=float(stats.get("jitter_ms", 0.0)),
         rtt_ms=float(rtt) if rtt is not None else None,
         mos=float(stats.get("mos", 0.0)),
-        late_frames=int(stats.get("late_frames", 0)),
+        late_frames=int(stats.get("late_frames", 0)) + int(stats.get("skipped_slots", 0)),
         details=dict(stats),
     )
 

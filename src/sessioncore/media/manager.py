@@ -447,7 +447,7 @@ class MediaManager:
         # sending: one frame per due slot, but never more than one per tick (no bursts)
         if now >= ms.next_send:
             slot = ms.next_send
-            missed = int((now - slot) / ms.ptime)
+            missed = int((now - slot) / ms.ptime + 1e-6)  # float-safe: a slot due now counts
             if missed:
                 c.skipped_slots += missed
                 slot += missed * ms.ptime
@@ -466,7 +466,7 @@ class MediaManager:
                 self._emit(mev.DtmfReceived(ms.session_id, digit.digit, digit.duration_ms))
         # playout
         if now >= ms.next_play:
-            missed = int((now - ms.next_play) / ms.ptime)
+            missed = int((now - ms.next_play) / ms.ptime + 1e-6)
             ms.next_play += (missed + 1) * ms.ptime
             self._play(ms, now)
 
