@@ -2,8 +2,9 @@
 
     python examples/uac_client.py --target 127.0.0.1:5062 --calls 3 --duration 2
 
-Each call is answered by the server (see ``examples/uas_server.py``), kept up for ``--duration``
-seconds and hung up. The exit status is 0 only when every call connected.
+Each call is answered by the server (see ``examples/uas_server.py``), sends a 440 Hz tone for
+``--duration`` seconds and is hung up; the RTP statistics of each call are printed at the end.
+The exit status is 0 only when every call connected.
 """
 
 from __future__ import annotations
@@ -17,15 +18,20 @@ from sessioncore import (
     CallFailed,
     CallHandler,
     CallSession,
+    MediaQuality,
     SessionError,
     SessionManagerBuilder,
 )
+from sessioncore.media.sources import ToneSource
 
 log = logging.getLogger("uac_client")
 
 
 class ClientHandler(CallHandler):
-    """Logs when our calls are established and when they end."""
+    """Logs when our calls are established and when they end; keeps their RTP statistics."""
+
+    def __init__(self) -> None:
+        self.rtp: list[tuple[str, MediaQuality]] = []
 
     async def on_call_established(
         self, session: CallSession, local_sdp: str | None, remote_sdp: str | None
@@ -34,15 +40,20 @@ class ClientHandler(CallHandler):
 
     async def on_call_ended(self, session: CallSession, reason: str) -> None:
         log.info("call %s ended: %s", session.sip_call_id, reason)
+        if session.media_stats is not None:
+            self.rtp.append((session.sip_call_id or session.id, session.media_stats))
 
 
 async def run(port: int, target: str, calls: int, duration: float, delay: float) -> bool:
     """Place ``calls`` calls to ``target``; return True when every one connected."""
+    handler = ClientHandler()
     coordinator = await (
         SessionManagerBuilder()
         .with_local_address("sip:client@127.0.0.1")
         .with_local_bind_addr("127.0.0.1", port)
-        .with_handler(ClientHandler())
+        .with_media_ports(32000, 32999)
+        .with_audio(source=lambda session: ToneSource(440))
+        .with_handler(handler)
         .build()
     )
     initiated = connected = failed = 0
@@ -71,6 +82,13 @@ async def run(port: int, target: str, calls: int, duration: float, delay: float)
     finally:
         await coordinator.stop()
 
+    for call_id, q in handler.rtp:
+        print(f"=== RTP Statistics ({call_id}) ===")
+        print(f"  Packets sent: {q.packets_sent}")
+        print(f"  Packets received: {q.packets_received}")
+        print(f"  Packets lost: {q.packets_lost}")
+        print(f"  Jitter: {q.jitter_ms:.2f} ms")
+        print(f"  Estimated MOS: {q.mos:.2f}")
     print("=== Final Statistics ===")
     print(f"Calls initiated: {initiated}")
     print(f"Calls connected: {connected}")

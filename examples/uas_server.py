@@ -1,4 +1,4 @@
-"""A SIP server (UAS) that answers every call.
+"""A SIP server (UAS) that answers every call and echoes the caller's audio back.
 
     python examples/uas_server.py --port 5062                    # until Ctrl-C
     python examples/uas_server.py --port 5062 --auto-shutdown 30 # or stop after 30 s
@@ -20,6 +20,7 @@ from sessioncore import (
     IncomingCall,
     SessionManagerBuilder,
 )
+from sessioncore.media.sources import EchoBridge
 
 log = logging.getLogger("uas_server")
 
@@ -37,15 +38,29 @@ class AnsweringHandler(CallHandler):
         log.info("call %s established", session.sip_call_id)
 
     async def on_call_ended(self, session: CallSession, reason: str) -> None:
-        log.info("call %s ended: %s", session.sip_call_id, reason)
+        q = session.media_stats
+        if q is None:
+            log.info("call %s ended: %s", session.sip_call_id, reason)
+            return
+        log.info(
+            "call %s ended: %s; RTP sent %d, received %d, lost %d, jitter %.2f ms, MOS %.2f",
+            session.sip_call_id, reason, q.packets_sent, q.packets_received, q.packets_lost,
+            q.jitter_ms, q.mos,
+        )  # fmt: skip
 
 
 async def serve(host: str, port: int, auto_shutdown: float) -> None:
     """Answer calls on ``host:port`` until Ctrl-C / SIGTERM, or for ``auto_shutdown`` seconds."""
+    bridges: dict[str, EchoBridge] = {}  # per call: what arrives is sent back
     coordinator = await (
         SessionManagerBuilder()
         .with_local_address(f"sip:server@{host}")
         .with_local_bind_addr(host, port)
+        .with_media_ports(33000, 33999)
+        .with_audio(
+            source=lambda session: bridges.setdefault(session.id, EchoBridge()),
+            sink=lambda session: bridges.pop(session.id, None),
+        )
         .with_handler(AnsweringHandler())
         .build()
     )
