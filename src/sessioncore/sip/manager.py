@@ -153,12 +153,14 @@ class DialogManager:
         """Bind the listening sockets."""
         self._loop = asyncio.get_running_loop()
         wanted = set(self.config.listen_transports) | {self.config.transport}
+        if self.config.port == 0 and len(wanted) > 1:
+            # UDP and TCP share one port number: find one free for both
+            self.config.port = _free_port_pair(self.config.bind_host)
         for tp in ("udp", "tcp"):
             if tp in wanted:
                 addr = await self._transport.listen(tp, self.config.bind_host, self.config.port)
                 self._addresses[tp] = addr
-                if self.config.port == 0 and tp == "udp":
-                    # bind TCP on the same port number as UDP when the port was ephemeral
+                if self.config.port == 0:
                     self.config.port = addr.port
 
     async def stop(self) -> None:
@@ -1028,3 +1030,19 @@ def _salvage_headers(data: bytes) -> Headers | None:
     if "Via" not in h or "CSeq" not in h:
         return None
     return h
+
+
+def _free_port_pair(host: str) -> int:
+    """A port number free for both UDP and TCP on ``host`` right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(100):
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port: int = udp.getsockname()[1]
+            with socket.socket(family, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise TransportError(f"no port free for both UDP and TCP on {host}")
