@@ -4,6 +4,9 @@ set -u
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || need+=(baresip-core)
+# kamailio and kamcmd live in /usr/sbin (not on every PATH); TLS is a separate module package
+command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need+=(kamailio)
+compgen -G "/usr/lib/*/kamailio/modules/tls.so" >/dev/null || need+=(kamailio-tls-modules)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

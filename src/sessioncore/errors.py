@@ -63,6 +63,10 @@ class CallFailed(SessionError):
         self.reason = reason
 
 
+class RegistrationFailed(CallFailed):
+    """A REGISTER did not succeed (``status``: 401/403 for bad credentials, 408 timeout ...)."""
+
+
 # --- transport and transaction failures -----------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from sessioncore.api.types import (
     DecisionKind,
     IncomingCall,
     MediaQuality,
+    RegistrationInfo,
     SessionId,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "DecisionKind",
     "IncomingCall",
     "MediaQuality",
+    "RegistrationInfo",
     "QueueHandler",
     "RejectAllHandler",
     "RoutingHandler",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 
 from sessioncore.api.handler import CallHandler
@@ -12,7 +13,7 @@ from sessioncore.media.manager import MediaConfig
 from sessioncore.media.sinks import AudioSink
 from sessioncore.media.sources import AudioSource
 from sessioncore.sip.headers import NameAddr
-from sessioncore.sip.manager import SipConfig
+from sessioncore.sip.manager import Account, SipConfig
 from sessioncore.sip.transaction import TimerConfig
 from sessioncore.sip.uri import SipUri, check_header_value
 
@@ -50,6 +51,8 @@ class SessionManagerBuilder:
         self._codecs: tuple[str, ...] = ("PCMU", "PCMA")
         self._symmetric_rtp = True
         self._ptime = 20
+        self._accounts: list[Account] = []
+        self._inbound_auth: tuple[str, dict[str, str]] | None = None
 
     def with_local_address(self, uri: str) -> SessionManagerBuilder:
         """Our identity: the From URI of our calls and the user part of our Contact."""
@@ -137,6 +140,63 @@ class SessionManagerBuilder:
         self._symmetric_rtp = enabled
         return self
 
+    def with_account(
+        self,
+        aor: str,
+        username: str,
+        password: str,
+        registrar: str | None = None,
+        expires: int = 3600,
+        *,
+        outbound_proxy: str | None = None,
+        register: bool = True,
+        outbound: bool = False,
+    ) -> SessionManagerBuilder:
+        """A SIP account: registered at ``registrar`` (default: the AOR's domain) when the
+        coordinator starts, refreshed before expiry, and used to answer 401/407 challenges to
+        our requests. Several accounts may be added; calls go out as the first one unless
+        ``make_call(..., from_uri=...)`` names another. ``outbound=True`` adds RFC 5626
+        ``+sip.instance``/``reg-id`` to the binding.
+        """
+        for value, what in ((aor, "AOR"), (username, "username"), (password, "password")):
+            check_header_value(value, what)
+        try:
+            uri = NameAddr.parse(aor).uri
+        except SipParseError as exc:
+            raise ConfigurationError(f"bad account AOR {aor!r}: {exc}") from None
+        if not isinstance(uri, SipUri) or not uri.user:
+            raise ConfigurationError(f"an account AOR must be sip:user@domain, not {aor!r}")
+        if not 0 <= expires <= 2**31:
+            raise ConfigurationError(f"expires must be 0..2^31, not {expires}")
+        for proxy in (registrar, outbound_proxy):
+            if proxy is not None:
+                check_header_value(proxy, "registrar/proxy URI")
+                try:
+                    SipUri.parse(proxy)
+                except SipParseError as exc:
+                    raise ConfigurationError(f"bad registrar/proxy URI {proxy!r}: {exc}") from None
+        instance = str(uuid.uuid4()) if outbound else None
+        self._accounts.append(
+            Account(
+                aor=str(uri), username=username, password=password, registrar=registrar,
+                expires=expires, outbound_proxy=outbound_proxy, register=register,
+                instance_id=instance, reg_id=1 if outbound else None,
+            )
+        )  # fmt: skip
+        if self._local_uri is None:
+            self._local_uri = str(uri)
+            self._user = uri.user or self._user
+        return self
+
+    def with_inbound_auth(self, realm: str, users: dict[str, str]) -> SessionManagerBuilder:
+        """Require digest credentials (``users``: name -> password) for incoming INVITEs: an
+        unauthenticated INVITE is challenged with 401, never answered."""
+        check_header_value(realm, "realm")
+        if not users:
+            raise ConfigurationError("with_inbound_auth needs at least one user")
+        self._inbound_auth = (realm, dict(users))
+        return self
+
     def with_handler(self, handler: CallHandler) -> SessionManagerBuilder:
         """The application's :class:`CallHandler`."""
         if not isinstance(handler, CallHandler):
@@ -173,6 +233,8 @@ class SessionManagerBuilder:
             advertised_host=self._advertised,
             user_agent=self._user_agent,
             timers=self._timers,
+            accounts=list(self._accounts),
+            inbound_auth=self._inbound_auth,
         )
         media = MediaConfig(
             local_ip=media_ip,

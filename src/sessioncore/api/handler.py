@@ -12,6 +12,7 @@ from sessioncore.api.types import (
     CallState,
     IncomingCall,
     MediaQuality,
+    RegistrationInfo,
     SessionId,
 )
 
@@ -57,6 +58,9 @@ class CallHandler:
 
     async def on_media_quality(self, session_id: SessionId, quality: MediaQuality) -> None:
         """Periodic audio quality of a call: loss, jitter, round-trip time, estimated MOS."""
+
+    async def on_registration_state(self, info: RegistrationInfo) -> None:
+        """An account's registration changed (registered, refreshed, failed, unregistered)."""
 
 
 class AutoAnswerHandler(CallHandler):
@@ -175,6 +179,11 @@ class CompositeHandler(CallHandler):
         """Tell every handler."""
         for h in self.handlers:
             await _guard(h.on_media_quality(session_id, quality))
+
+    async def on_registration_state(self, info: RegistrationInfo) -> None:
+        """Tell every handler."""
+        for h in self.handlers:
+            await _guard(h.on_registration_state(info))
 
 
 async def _guard(coro: object) -> None:

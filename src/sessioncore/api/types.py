@@ -17,6 +17,7 @@ __all__ = [
     "DecisionKind",
     "IncomingCall",
     "MediaQuality",
+    "RegistrationInfo",
     "SessionId",
 ]
 
@@ -184,3 +185,26 @@ class MediaQuality:
     mos: float
     late_frames: int = 0
     details: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationInfo:
+    """Where an account's registration stands (see ``CallHandler.on_registration_state``).
+
+    ``state`` is ``"registering"``, ``"registered"``, ``"failed"``, ``"unregistering"`` or
+    ``"unregistered"``; ``status``/``reason`` come from the last response (408 for a timeout,
+    503 for a transport error); ``expires`` is what the registrar granted; ``retry_in`` is when
+    the next attempt happens after a failure (``None``: no retry, e.g. wrong password).
+    """
+
+    aor: str
+    state: str
+    status: int
+    reason: str
+    expires: int | None = None
+    retry_in: float | None = None
+
+    @property
+    def registered(self) -> bool:
+        """True while the binding is in place."""
+        return self.state == "registered"

@@ -26,12 +26,14 @@ from sessioncore.api.types import (
     DecisionKind,
     IncomingCall,
     MediaQuality,
+    RegistrationInfo,
     SessionId,
 )
 from sessioncore.coordinator.cleanup import CleanupManager
 from sessioncore.coordinator.events import SessionEvent
 from sessioncore.errors import (
     CallFailed,
+    RegistrationFailed,
     InvalidArgumentError,
     InvalidStateError,
     NotStartedError,
@@ -108,12 +110,15 @@ class SessionCoordinator:
         self._op_waiters: dict[SessionId, asyncio.Future[tuple[int, str, str | None]]] = {}
         self._deferred: set[SessionId] = set()
         self._offers: dict[SessionId, str | None] = {}  # SDP offers of deferred calls
+        self._registrations: dict[str, RegistrationInfo] = {}
+        self._reg_waiters: dict[str, list[asyncio.Future[RegistrationInfo]]] = {}
         self._running = False
         self._stats = dict.fromkeys(_STATS_KEYS, 0)
         self._wants = {
             name: _overrides(self.handler, name)
             for name in ("on_incoming_call", "on_call_established", "on_call_ended",
-                         "on_call_state_changed", "on_dtmf", "on_media_quality")
+                         "on_call_state_changed", "on_dtmf", "on_media_quality",
+                         "on_registration_state")
         }  # fmt: skip
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -129,18 +134,25 @@ class SessionCoordinator:
         self._loop_task = asyncio.create_task(self._run(), name="sessioncore-coordinator")
         addr = self.dialogs.local_address()
         log.info("sessioncore listening on %s", addr)
+        for account in self.dialogs.config.accounts:
+            if account.register:
+                self.dialogs.register(account.aor)
 
     async def stop(self, grace: float = 2.0) -> None:
         """Hang up every call (the handler hears of each), then close every socket."""
         if not self._running:
             return
+        for aor in list(self._registrations):
+            self.dialogs.unregister(aor)
         for session in self.registry.list():
             try:
                 self._hangup(session)
             except SessionError as exc:
                 log.debug("%s: hangup at stop failed: %s", session.id, exc)
         deadline = time.monotonic() + grace
-        while (self.registry or self.dialogs.pending_hangups()) and time.monotonic() < deadline:
+        while (
+            self.registry or self.dialogs.pending_hangups() or self.dialogs.pending_registers()
+        ) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         for session in self.registry.list():
             self.cleanup.end(session.id, CallState.TERMINATED, "coordinator shutdown")
@@ -199,6 +211,9 @@ class SessionCoordinator:
             return
         if isinstance(event, mev.DtmfReceived | mev.MediaQuality):
             self._on_media_event(event)
+            return
+        if isinstance(event, ev.RegistrationChanged):
+            self._on_registration(event)
             return
         sid = SessionId(event.call_ref)
         session = self.registry.get(sid)
@@ -650,6 +665,57 @@ class SessionCoordinator:
             return
         if self._wants["on_dtmf"]:
             self._spawn(self.handler.on_dtmf(session.id, digit, duration))
+
+    # --- accounts ---------------------------------------------------------------------------
+
+    def _on_registration(self, event: ev.RegistrationChanged) -> None:
+        info = RegistrationInfo(
+            event.aor, event.state, event.status, event.reason, event.expires, event.retry_in
+        )
+        self._registrations[event.aor] = info
+        if event.state in ("registered", "failed", "unregistered"):
+            for fut in self._reg_waiters.pop(event.aor, ()):
+                if not fut.done():
+                    fut.set_result(info)
+        if self._wants["on_registration_state"]:
+            self._spawn(self.handler.on_registration_state(info))
+
+    async def register(self, aor: str, timeout: float | None = 32.0) -> RegistrationInfo:
+        """(Re-)register account ``aor``; wait for the outcome (registered or failed)."""
+        self._require_running()
+        fut: asyncio.Future[RegistrationInfo] = asyncio.get_running_loop().create_future()
+        self._reg_waiters.setdefault(aor, []).append(fut)
+        self.dialogs.register(aor)
+        return await asyncio.wait_for(fut, timeout)
+
+    async def unregister(self, aor: str, timeout: float | None = 32.0) -> RegistrationInfo:
+        """Remove account ``aor``'s binding at its registrar and stop refreshing it."""
+        self._require_running()
+        fut: asyncio.Future[RegistrationInfo] = asyncio.get_running_loop().create_future()
+        self._reg_waiters.setdefault(aor, []).append(fut)
+        self.dialogs.unregister(aor)
+        if self.dialogs.registration(aor) is None:
+            fut.cancel()
+            return self._registrations.get(aor) or RegistrationInfo(aor, "unregistered", 0, "")
+        return await asyncio.wait_for(fut, timeout)
+
+    async def wait_registered(self, aor: str, timeout: float | None = 32.0) -> RegistrationInfo:
+        """Wait until account ``aor`` is registered; raises :class:`RegistrationFailed`."""
+        info = self._registrations.get(aor)
+        while info is None or info.state not in ("registered", "failed"):
+            fut: asyncio.Future[RegistrationInfo] = asyncio.get_running_loop().create_future()
+            self._reg_waiters.setdefault(aor, []).append(fut)
+            info = await asyncio.wait_for(fut, timeout)
+        if info.state != "registered":
+            raise RegistrationFailed(
+                f"registration of {aor} failed: {info.status} {info.reason}", info.status,
+                info.reason,
+            )  # fmt: skip
+        return info
+
+    def get_registration(self, aor: str) -> RegistrationInfo | None:
+        """The last known state of account ``aor``'s registration."""
+        return self._registrations.get(aor)
 
     # --- media ------------------------------------------------------------------------------
 

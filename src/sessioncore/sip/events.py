@@ -21,6 +21,7 @@ __all__ = [
     "ReferNotify",
     "ReferReceived",
     "ReferResult",
+    "RegistrationChanged",
     "ReinviteReceived",
     "ReinviteResult",
 ]
@@ -143,6 +144,18 @@ class ReferNotify:
     final: bool
 
 
+@dataclass(frozen=True, slots=True)
+class RegistrationChanged:
+    """A registration moved (registered, refreshed, failed, unregistered)."""
+
+    aor: str
+    state: str
+    status: int
+    reason: str
+    expires: int | None
+    retry_in: float | None
+
+
 DialogEvent = (
     IncomingInvite
     | CallProgress
@@ -157,4 +170,5 @@ DialogEvent = (
     | ReferResult
     | ReferReceived
     | ReferNotify
+    | RegistrationChanged
 )

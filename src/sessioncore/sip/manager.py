@@ -15,12 +15,14 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sessioncore.errors import (
     InvalidArgumentError,
     InvalidStateError,
+    SessionError,
     SipParseError,
     TransportError,
 )
@@ -28,6 +30,7 @@ from sessioncore.sip import events as ev
 from sessioncore.sip.address import Address
 from sessioncore.sip.dialog import Dialog, DialogState, new_branch, new_call_id, new_tag
 from sessioncore.sip.headers import Headers, NameAddr, split_header_list
+from sessioncore.sip.auth import AuthError, DigestClient, DigestServer, parse_challenge
 from sessioncore.sip.message import (
     KNOWN_METHODS,
     SipRequest,
@@ -35,6 +38,7 @@ from sessioncore.sip.message import (
     make_response,
     parse_message,
 )
+from sessioncore.sip.registration import Registration, RegistrationState
 from sessioncore.sip.transaction import (
     AckReceived,
     AckTimeout,
@@ -61,6 +65,27 @@ _DIALOG_METHODS = frozenset({"BYE", "INFO", "NOTIFY", "REFER", "UPDATE", "OPTION
 
 
 @dataclass(slots=True)
+class Account:
+    """A SIP account: an address of record, its credentials and where it registers.
+
+    ``registrar`` defaults to the AOR's host (``sip:alice@example.com`` -> ``sip:example.com``);
+    ``outbound_proxy`` (a SIP URI) receives every out-of-dialog request of this account
+    (loose routing, ``;lr``). ``register=False`` keeps the credentials (for challenges to our
+    calls) without registering.
+    """
+
+    aor: str
+    username: str
+    password: str
+    registrar: str | None = None
+    expires: int = 3600
+    outbound_proxy: str | None = None
+    register: bool = True
+    instance_id: str | None = None
+    reg_id: int | None = None
+
+
+@dataclass(slots=True)
 class SipConfig:
     """What the SIP subsystem needs to start."""
 
@@ -74,6 +99,8 @@ class SipConfig:
     timers: TimerConfig = field(default_factory=TimerConfig)
     max_message_size: int = 65535
     listen_transports: tuple[str, ...] = ("udp", "tcp")
+    accounts: list[Account] = field(default_factory=list)
+    inbound_auth: tuple[str, dict[str, str]] | None = None  # (realm, {user: password})
 
 
 class _Call:
@@ -139,6 +166,17 @@ class DialogManager:
         self._merged: dict[tuple[str, str, int], str] = {}
         self._merged_by_key: dict[str, tuple[str, str, int]] = {}
         self._addresses: dict[str, Address] = {}
+        self._accounts: dict[str, Account] = {}
+        self._auth: dict[str, DigestClient] = {}
+        self._registrations: dict[str, Registration] = {}
+        self._reg_keys: dict[str, tuple[Registration, Address]] = {}
+        self._reg_timers: dict[str, asyncio.TimerHandle] = {}
+        self._inbound: DigestServer | None = None
+        if config.inbound_auth is not None:
+            realm, users = config.inbound_auth
+            self._inbound = DigestServer(realm, users)
+        for account in config.accounts:
+            self.add_account(account)
         self._flushing = False
         self.stats: dict[str, int] = {
             "messages_received": 0,
@@ -196,6 +234,10 @@ class DialogManager:
         cancelling = sum(1 for c in self._calls.values() if c.state == "cancelling")
         byes = sum(1 for _, what in self._client_purpose.values() if what == "bye")
         return cancelling + byes
+
+    def pending_registers(self) -> int:
+        """REGISTER requests still waiting for their final response."""
+        return len(self._reg_keys)
 
     def transaction_count(self) -> int:
         """How many transactions are alive (for leak checks)."""
@@ -446,6 +488,8 @@ class DialogManager:
         ]
 
     def _on_invite(self, key: str, req: SipRequest, source: Address) -> None:
+        if self._inbound is not None and not self._check_inbound_auth(key, req):
+            return
         ctype = req.content_type
         if req.body and ctype != "application/sdp":
             self._respond(key, req, 415, headers=[("Accept", "application/sdp")])
@@ -478,6 +522,22 @@ class DialogManager:
                 tuple(req.headers.items()),
             )
         )
+
+    def _check_inbound_auth(self, key: str, req: SipRequest) -> bool:
+        """Digest-authenticate an incoming INVITE; challenge (401) and return False if not."""
+        server = self._inbound
+        assert server is not None
+        now = time.time()
+        stale = False
+        for value in req.headers.get_all("Authorization"):
+            result = server.verify(value, req.method, req.uri, now, req.body)
+            if result.ok:
+                return True
+            stale = stale or result.stale
+            log.info("%s: credentials refused: %s", req.call_id, result.reason)
+        hdrs = [("WWW-Authenticate", c) for c in server.challenge(now, stale=stale)]
+        self._respond(key, req, 401, headers=hdrs)
+        return False
 
     def _on_in_dialog(self, key: str, req: SipRequest, to_tag: str) -> None:
         dkey = (req.call_id, to_tag, req.from_.tag or "")
@@ -600,9 +660,19 @@ class DialogManager:
     def _on_response(self, key: str, resp: SipResponse, request: SipRequest) -> None:
         purpose = self._client_purpose.get(key)
         if purpose is None:
+            reg = self._reg_keys.get(key)
+            if reg is not None and resp.status >= 200:
+                del self._reg_keys[key]
+                self._on_register_response(reg[0], reg[1], resp, request)
             return
         call, what = purpose
         status = resp.status
+        if status in (401, 407) and self._retry_call_request(key, call, what, resp, request):
+            return
+        if 200 <= status < 300:
+            client = self._auth_client(request)
+            if client is not None:
+                client.success()
         if what == "invite":
             self._on_invite_response(call, resp, request)
         elif what == "reinvite":
@@ -684,6 +754,10 @@ class DialogManager:
 
     def _on_failure(self, key: str, request: SipRequest, status: int, reason: str) -> None:
         purpose = self._client_purpose.pop(key, None)
+        reg = self._reg_keys.pop(key, None)
+        if reg is not None:
+            self._registration_update(reg[0], reg[0].fail(status, reason, self._now()))
+            return
         if purpose is None:
             call = self._by_invite_key.get(key)
             if call is not None and not call.is_uac and call.state == "received":
@@ -746,7 +820,10 @@ class DialogManager:
             raise InvalidArgumentError(f"bad destination URI {to_uri!r}: {exc}") from None
         if not isinstance(target, SipUri):
             raise InvalidArgumentError(f"destination must be a sip: or sips: URI, not {to_uri!r}")
-        dest = self._resolve(to_uri, transport)
+        account = self._account_for(from_uri)
+        if from_uri is None and account is not None:
+            from_uri = account.aor
+        dest = self._resolve(self._account_dest(account, to_uri), transport)
         tp = dest.transport
         host = self._host(tp)
         if from_uri is None:
@@ -776,6 +853,11 @@ class DialogManager:
             h.add("Content-Type", "application/sdp")
             body = sdp.encode()
         req = SipRequest("INVITE", to_uri, h, body)
+        self._add_route(req, account)
+        client = self._auth.get(account.aor) if account is not None else None
+        if client is not None:
+            for name, value in _preemptive(client, req):
+                req.headers.add(name, value)
         call = _Call(ref, True, req, dest)
         self._calls[ref] = call
         key = self._send_request(req, dest)
@@ -884,7 +966,15 @@ class DialogManager:
         dialog = call.dialog
         if dialog is None:
             return
-        ack = dialog.create_request("ACK", via=self._via(call.transport), cseq=request.cseq.seq)
+        # the ACK for a 2xx carries the INVITE's credentials (RFC 3261 §13.2.2.4)
+        creds = [
+            (name, value)
+            for name in ("Authorization", "Proxy-Authorization")
+            for value in request.headers.get_all(name)
+        ]
+        ack = dialog.create_request(
+            "ACK", via=self._via(call.transport), cseq=request.cseq.seq, extra=creds or None
+        )
         dest = self._resolve(dialog.next_hop_uri(), call.transport)
         self._txn.send_stateless(ack, dest)
 
@@ -982,6 +1072,228 @@ class DialogManager:
             raise InvalidArgumentError(f"bad redirect target {target!r}: {exc}") from None
         self.reject(ref, status, headers=[("Contact", f"<{target}>")])
 
+    # --- accounts, registration and authentication ----------------------------------------
+
+    def add_account(self, account: Account) -> None:
+        """Keep ``account``'s credentials (answering challenges for it); does not register."""
+        check_header_value(account.aor, "AOR")
+        check_header_value(account.username, "username")
+        aor = parse_uri(account.aor)
+        if not isinstance(aor, SipUri):
+            raise InvalidArgumentError(f"an account's AOR must be a SIP URI, not {account.aor!r}")
+        self._accounts[account.aor] = account
+        self._auth[account.aor] = DigestClient(account.username, account.password)
+
+    def register(self, aor: str) -> None:
+        """Start (or restart) the registration of account ``aor``."""
+        account = self._accounts.get(aor)
+        if account is None:
+            raise InvalidArgumentError(f"no account {aor!r}; add it with the builder first")
+        reg = self._registrations.get(aor)
+        if reg is None:
+            uri = parse_uri(account.aor)
+            assert isinstance(uri, SipUri)  # checked in add_account
+            registrar = account.registrar or f"{uri.scheme}:{uri.host_port}"
+            reg_uri = parse_uri(registrar)
+            tp = (reg_uri.transport if isinstance(reg_uri, SipUri) else None) or (
+                self.config.transport
+            )
+            reg = Registration(
+                aor=account.aor,
+                registrar=registrar,
+                contact=self._contact(tp),
+                expires=account.expires,
+                instance_id=account.instance_id,
+                reg_id=account.reg_id,
+            )
+            self._registrations[aor] = reg
+        self._send_register(reg)
+
+    def unregister(self, aor: str) -> None:
+        """Remove our binding (REGISTER with expires 0) and stop refreshing."""
+        reg = self._registrations.get(aor)
+        if reg is None:
+            return
+        timer = self._reg_timers.pop(aor, None)
+        if timer is not None:
+            timer.cancel()
+        if reg.state in (RegistrationState.REGISTERED, RegistrationState.REGISTERING):
+            self._send_register(reg, expires=0)
+        else:
+            reg.stop()
+
+    def registration(self, aor: str) -> Registration | None:
+        """The registration of ``aor``, if any."""
+        return self._registrations.get(aor)
+
+    def _account_for(self, from_uri: str | None) -> Account | None:
+        """The account a call from ``from_uri`` uses (the first account when not given)."""
+        if not self._accounts:
+            return None
+        if from_uri is None:
+            return next(iter(self._accounts.values()))
+        try:
+            wanted = NameAddr.parse(from_uri).uri
+        except SipParseError:
+            return None
+        for account in self._accounts.values():
+            acc = parse_uri(account.aor)
+            if (
+                isinstance(acc, SipUri)
+                and isinstance(wanted, SipUri)
+                and acc.user == wanted.user
+                and acc.host.lower() == wanted.host.lower()
+            ):
+                return account
+        return None
+
+    def _account_dest(self, account: Account | None, uri: str) -> str:
+        return account.outbound_proxy if account and account.outbound_proxy else uri
+
+    def _send_register(self, reg: Registration, *, expires: int | None = None) -> None:
+        account = self._accounts.get(reg.aor)
+        try:
+            dest = self._resolve(self._account_dest(account, reg.registrar))
+        except (TransportError, InvalidArgumentError) as exc:
+            self._registration_update(reg, reg.fail(503, str(exc), self._now()))
+            return
+        req = reg.build_register(self._via(dest.transport), self._now(), expires=expires)
+        self._add_route(req, account)
+        client = self._auth.get(reg.aor)
+        if client is not None:
+            for name, value in _preemptive(client, req):
+                req.headers.add(name, value)
+        key = self._send_request(req, dest)
+        self._reg_keys[key] = (reg, dest)
+        self._flush()
+
+    def _on_register_response(
+        self, reg: Registration, dest: Address, resp: SipResponse, request: SipRequest
+    ) -> None:
+        status = resp.status
+        if status in (401, 407):
+            retry = self._authenticated(request, resp)
+            if retry is not None:
+                retry.headers.set("CSeq", f"{reg.next_cseq()} REGISTER")
+                retry.invalidate()
+                key = self._send_request(retry, dest)
+                self._reg_keys[key] = (reg, dest)
+                return
+            reason = "authentication failed (wrong credentials, or an unsupported challenge)"
+            self._registration_update(reg, reg.fail(status, reason, self._now(), retry=False))
+            return
+        if 200 <= status < 300:
+            client = self._auth.get(reg.aor)
+            if client is not None:
+                client.success()
+        self._registration_update(reg, reg.on_response(resp, self._now()))
+
+    def _registration_update(self, reg: Registration, update: object) -> None:
+        from sessioncore.sip.registration import RegistrationUpdate
+
+        assert isinstance(update, RegistrationUpdate)
+        self._emit(
+            ev.RegistrationChanged(
+                reg.aor, update.state.value, update.status, update.reason, update.expires,
+                update.retry_in,
+            )
+        )  # fmt: skip
+        timer = self._reg_timers.pop(reg.aor, None)
+        if timer is not None:
+            timer.cancel()
+        deadline = reg.next_deadline()
+        if deadline is not None and self._loop is not None:
+            self._reg_timers[reg.aor] = self._loop.call_at(deadline, self._registration_due, reg)
+        if update.state is RegistrationState.UNREGISTERED:
+            self._registrations.pop(reg.aor, None)
+
+    def _registration_due(self, reg: Registration) -> None:
+        self._reg_timers.pop(reg.aor, None)
+        if self._registrations.get(reg.aor) is reg:
+            self._send_register(reg)
+
+    def _add_route(self, request: SipRequest, account: Account | None) -> None:
+        if account is not None and account.outbound_proxy:
+            uri = parse_uri(account.outbound_proxy)
+            if isinstance(uri, SipUri) and "lr" not in uri.params:
+                uri = uri.copy()
+                uri.params["lr"] = None
+            request.headers.add("Route", f"<{uri}>")
+
+    def _auth_client(self, request: SipRequest) -> DigestClient | None:
+        """The credentials for a request: the account its From names, else the first one."""
+        if not self._auth:
+            return None
+        try:
+            from_uri = request.from_.uri
+        except SipParseError:
+            return None
+        if isinstance(from_uri, SipUri):
+            for aor, client in self._auth.items():
+                acc = parse_uri(aor)
+                if (
+                    isinstance(acc, SipUri)
+                    and acc.user == from_uri.user
+                    and acc.host.lower() == from_uri.host.lower()
+                ):
+                    return client
+        return next(iter(self._auth.values()))
+
+    def _authenticated(self, request: SipRequest, response: SipResponse) -> SipRequest | None:
+        """``request`` again with credentials for ``response``'s challenges, or ``None`` when
+        there is nothing (more) to try: no credentials, unusable challenge, or a second
+        challenge without ``stale=true`` (wrong password: no retry storm)."""
+        client = self._auth_client(request)
+        if client is None:
+            return None
+        www = response.status == 401
+        name = "WWW-Authenticate" if www else "Proxy-Authenticate"
+        try:
+            challenges = [parse_challenge(v) for v in response.headers.get_all(name)]
+            if not challenges or not client.should_retry(challenges, proxy=not www):
+                return None
+            values = client.answer(
+                challenges, request.method, request.uri, request.body, proxy=not www
+            )
+        except (AuthError, SessionError) as exc:
+            log.info("%s: cannot answer the %d challenge: %s", request.call_id, response.status, exc)
+            return None
+        header = "Authorization" if www else "Proxy-Authorization"
+        h = request.headers.copy()
+        h.remove(header)
+        for value in values:
+            h.add(header, value)
+        top = request.top_via
+        h.set("Via", self._via(top.transport.lower()))
+        return SipRequest(request.method, request.uri, h, request.body)
+
+    def _retry_call_request(
+        self, key: str, call: _Call, what: str, resp: SipResponse, request: SipRequest
+    ) -> bool:
+        """Re-send a challenged INVITE / in-dialog request with credentials; True if sent."""
+        retry = self._authenticated(request, resp)
+        if retry is None:
+            return False
+        if call.dialog is not None and what != "invite":
+            call.dialog.local_seq += 1
+            seq = call.dialog.local_seq
+        else:
+            seq = request.cseq.seq + 1
+        retry.headers.set("CSeq", f"{seq} {request.method}")
+        retry.invalidate()
+        dest = call.dest if what == "invite" else self._resolve(
+            call.dialog.next_hop_uri() if call.dialog else call.invite.uri, call.transport
+        )  # fmt: skip
+        self._client_purpose.pop(key, None)
+        new_key = self._send_request(retry, dest)
+        self._client_purpose[new_key] = (call, what)
+        if what == "invite":
+            call.invite = retry
+            call.invite_key = new_key
+        elif what == "reinvite":
+            call.reinvite_out = new_key
+        return True
+
     # --- bookkeeping ------------------------------------------------------------------------
 
     def _end(self, call: _Call, reason: str, *, by_remote: bool, emit: bool = True) -> None:
@@ -1046,3 +1358,11 @@ def _free_port_pair(host: str) -> int:
                     continue
                 return port
     raise TransportError(f"no port free for both UDP and TCP on {host}")
+
+
+def _preemptive(client: DigestClient, request: SipRequest) -> list[tuple[str, str]]:
+    """Credentials for realms that challenged us before (RFC 3261 §22.3 reuse)."""
+    method, uri, body = request.method, request.uri, request.body
+    out = [("Authorization", v) for v in client.authorize(method, uri, body)]
+    out += [("Proxy-Authorization", v) for v in client.authorize(method, uri, body, proxy=True)]
+    return out

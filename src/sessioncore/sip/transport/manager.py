@@ -12,6 +12,12 @@ Routing rules (RFC 3261 §18, RFC 3581):
 * TCP reuses any open connection to the destination, whichever side opened it (connections are
   keyed by the peer's address); otherwise it opens one in the background, queues the data until
   it is up, and reports a failure through ``on_error(dest, exc)``.
+* TLS (RFC 3261 §26.2, RFC 5630) is TCP with an :class:`ssl.SSLContext`: the same reuse rules,
+  its own connections (keyed ``Address("tls", ...)``), listeners and counters. Listening needs a
+  server context (our certificate); connecting uses the client context, by default
+  :func:`ssl.create_default_context` (chain and hostname verification on). A failed connect or
+  handshake (untrusted or mismatched certificate) is reported through ``on_error`` with the
+  :mod:`ssl` error text. See :func:`~sessioncore.sip.transport.tls.make_tls_contexts`.
 * A request larger than ``udp_mtu_threshold`` bound for UDP goes over TCP when we listen on TCP
   (RFC 3261 §18.1.1); see :meth:`TransportManager.should_use_tcp`.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from dataclasses import dataclass, field
 
 from sessioncore.errors import TransportError
@@ -38,6 +45,7 @@ from sessioncore.sip.transport.tcp import (
     open_tcp_connection,
     open_tcp_listener,
 )
+from sessioncore.sip.transport.tls import default_client_context
 from sessioncore.sip.transport.udp import UdpEndpoint, open_udp_endpoint
 
 __all__ = ["TransportManager"]
@@ -45,9 +53,11 @@ __all__ = ["TransportManager"]
 
 @dataclass(slots=True)
 class _PendingConnect:
-    """A TCP connection being opened, and what to send once it is up."""
+    """A TCP or TLS connection being opened, and what to send once it is up."""
 
     key: Address
+    #: TLS only: the name the peer's certificate must match
+    server_name: str | None = None
     queue: list[bytes] = field(default_factory=list)
     #: the destinations as the callers gave them (reported to ``on_error`` on failure)
     dests: list[Address] = field(default_factory=list)
@@ -55,7 +65,7 @@ class _PendingConnect:
 
 
 class TransportManager:
-    """Owns the UDP sockets, TCP listeners and TCP connections; see the module docstring.
+    """Owns the UDP sockets, TCP/TLS listeners and connections; see the module docstring.
 
     ``on_message(data, source, local)`` receives one complete message: a whole datagram (UDP)
     or one framed message (TCP); ``source`` is the peer, ``local`` the listening address it
@@ -66,7 +76,14 @@ class TransportManager:
     ``max_message_size`` bounds messages both ways; ``udp_mtu_threshold`` is the RFC 3261
     §18.1.1 size above which requests move to TCP; ``recv_buffer`` the UDP socket buffer size
     asked for; ``idle_timeout`` closes TCP connections without traffic for that many seconds
-    (checked by one periodic sweep); ``connect_timeout`` bounds opening a TCP connection.
+    (checked by one periodic sweep); ``connect_timeout`` bounds opening a TCP connection
+    (including the TLS handshake; accepted TLS connections get as long to complete theirs).
+
+    ``tls_server_context`` (our certificate and key) enables ``listen("tls", ...)``;
+    ``tls_client_context`` is used to open TLS connections, default
+    :func:`~sessioncore.sip.transport.tls.default_client_context` (system trust store,
+    certificate and hostname verification on). Build both with
+    :func:`~sessioncore.sip.transport.tls.make_tls_contexts`.
     """
 
     def __init__(
@@ -79,6 +96,8 @@ class TransportManager:
         recv_buffer: int = 8 * 1024 * 1024,
         idle_timeout: float = 300.0,
         connect_timeout: float = 10.0,
+        tls_server_context: ssl.SSLContext | None = None,
+        tls_client_context: ssl.SSLContext | None = None,
     ) -> None:
         self._on_message = on_message
         self._on_error = on_error
@@ -87,13 +106,15 @@ class TransportManager:
         self.recv_buffer = recv_buffer
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
+        self.tls_server_context = tls_server_context
+        self._tls_client_context = tls_client_context
         self._udp: list[UdpEndpoint] = []
         self._udp_by_family: dict[int, UdpEndpoint] = {}
         self._listeners: list[TcpListener] = []
         self._conns: dict[Address, TcpConnection] = {}
         self._all_conns: set[TcpConnection] = set()
         self._pending: dict[Address, _PendingConnect] = {}
-        self._counters = {"udp": Counters(), "tcp": Counters()}
+        self._counters = {"udp": Counters(), "tcp": Counters(), "tls": Counters()}
         self._errors = 0
         self._sweep: asyncio.TimerHandle | None = None
         self._closed = False
@@ -107,21 +128,21 @@ class TransportManager:
         return self._closed
 
     async def listen(self, transport: str, host: str, port: int) -> Address:
-        """Listen on ``host:port`` for ``transport`` (``"udp"`` or ``"tcp"``); return the bound
-        address (the real port when ``port`` is 0).
+        """Listen on ``host:port`` for ``transport`` (``"udp"``, ``"tcp"`` or ``"tls"``); return
+        the bound address (the real port when ``port`` is 0).
 
         ``host`` is an IPv4 or IPv6 literal (``"0.0.0.0"``, ``"::"``, ``"::1"`` ...) or a name
         resolved once here. IPv6 sockets are IPv6-only: listen on both families for both.
-        Raises :class:`TransportError` if the manager is closed, the transport is unknown or
-        unsupported (TLS, for now), or the bind fails.
+        Raises :class:`TransportError` if the manager is closed, the transport is unknown, TLS is
+        asked for without ``tls_server_context``, or the bind fails.
         """
         if self._closed:
             raise TransportError("transport manager is closed")
         tp = transport.lower()
-        if tp == "tls":
-            raise TransportError("TLS transport is not supported yet")
-        if tp not in ("udp", "tcp"):
-            raise TransportError(f"unknown transport {transport!r} (expected udp or tcp)")
+        if tp not in ("udp", "tcp", "tls"):
+            raise TransportError(f"unknown transport {transport!r} (expected udp, tcp or tls)")
+        if tp == "tls" and self.tls_server_context is None:
+            raise TransportError("TLS listening needs a certificate: configure tls_cert/tls_key")
         family, ip = await self._resolve_bind_host(host or "0.0.0.0", port, tp)
         try:
             if tp == "udp":
@@ -135,8 +156,10 @@ class TransportManager:
                 local = ep.local
             else:
                 listener = await open_tcp_listener(
-                    "tcp", ip, port, family, lambda local: self._make_conn("tcp", local)
-                )
+                    tp, ip, port, family, lambda local: self._make_conn(local.transport, local),
+                    ssl_context=self.tls_server_context if tp == "tls" else None,
+                    handshake_timeout=self.connect_timeout,
+                )  # fmt: skip
                 self._listeners.append(listener)
                 local = listener.local
         except OSError as exc:
@@ -167,9 +190,9 @@ class TransportManager:
             for ep in self._udp:
                 if family is None or ep.family == family:
                     return ep.local
-        elif tp == "tcp":
+        elif tp in ("tcp", "tls"):
             for listener in self._listeners:
-                if family is None or listener.family == family:
+                if listener.local.transport == tp and (family is None or listener.family == family):
                     return listener.local
         return None
 
@@ -189,7 +212,14 @@ class TransportManager:
         norm = ip_family(dest.host)
         return self.local_address("tcp", norm[0] if norm is not None else None) is not None
 
-    def send(self, data: bytes, dest: Address, *, is_request: bool = False) -> None:
+    def send(
+        self,
+        data: bytes,
+        dest: Address,
+        *,
+        is_request: bool = False,
+        server_name: str | None = None,
+    ) -> None:
         """Send one message to ``dest``; never blocks.
 
         ``dest.host`` must be an IP literal (resolve names first, RFC 3263). UDP goes out of the
@@ -198,6 +228,11 @@ class TransportManager:
         exc)`` is called later. With ``is_request=True`` a UDP request larger than
         ``udp_mtu_threshold`` goes over TCP instead when :meth:`should_use_tcp` says so; the
         caller must already have put ``TCP`` in its top Via.
+
+        TLS works like TCP; a new connection verifies the peer's certificate against
+        ``server_name`` (the SIP domain of a ``sips:`` target, RFC 5922), by default against
+        ``dest.host`` (an IP: the certificate needs a matching ``IP:`` subjectAltName). An open
+        connection to ``dest`` is reused whatever name it was verified against.
 
         Call it from the event loop's thread (a TCP connect is started as a task).
         Raises :class:`TransportError` when the message is larger than ``max_message_size``,
@@ -225,12 +260,14 @@ class TransportManager:
                 fam = "IPv6" if norm[0] == socket.AF_INET6 else "IPv4"
                 raise TransportError(f"cannot send to {dest}: no {fam} UDP socket is listening")
             ep.sendto(data, norm[1], dest.port)
-        elif tp == "tcp":
-            self._send_stream(data, dest, dest)
+        elif tp in ("tcp", "tls"):
+            self._send_stream(data, dest, dest, server_name)
         else:
             raise TransportError(f"cannot send to {dest}: transport {tp!r} is not supported")
 
-    def _send_stream(self, data: bytes, dest: Address, orig: Address) -> None:
+    def _send_stream(
+        self, data: bytes, dest: Address, orig: Address, server_name: str | None = None
+    ) -> None:
         norm = ip_family(dest.host)
         if norm is None:
             raise TransportError(f"cannot send to {dest}: host is not an IP address")
@@ -241,7 +278,7 @@ class TransportManager:
             return
         pending = self._pending.get(key)
         if pending is None:
-            pending = self._pending[key] = _PendingConnect(key)
+            pending = self._pending[key] = _PendingConnect(key, server_name)
             pending.task = asyncio.get_running_loop().create_task(
                 self._connect(pending), name=f"sip-connect-{key}"
             )
@@ -251,11 +288,16 @@ class TransportManager:
 
     async def _connect(self, pending: _PendingConnect) -> None:
         key = pending.key
+        ctx: ssl.SSLContext | None = None
+        if key.transport == "tls":
+            ctx = self._client_context()
         try:
             await open_tcp_connection(
                 key,
                 lambda: self._make_conn(key.transport, None, key),
                 timeout=self.connect_timeout,
+                ssl_context=ctx,
+                server_hostname=pending.server_name or key.host,
             )
         except (OSError, TimeoutError) as exc:
             if self._pending.get(key) is pending:
@@ -263,10 +305,19 @@ class TransportManager:
             why = str(exc) or "timed out"
             logger.info("cannot connect to %s: %s", key, why)
             for dest in pending.dests:
-                err = TransportError(f"cannot connect to {dest}: {why}")
+                if isinstance(exc, ssl.SSLError):
+                    text = f"TLS handshake with {dest} failed: {why}"
+                else:
+                    text = f"cannot connect to {dest}: {why}"
+                err = TransportError(text)
                 err.__cause__ = exc
                 self._report_error(dest, err)
         # on success the queue was flushed in _conn_opened (before any data could arrive)
+
+    def _client_context(self) -> ssl.SSLContext:
+        if self._tls_client_context is None:
+            self._tls_client_context = default_client_context()
+        return self._tls_client_context
 
     def _report_error(self, dest: Address, exc: Exception) -> None:
         self._errors += 1
@@ -291,7 +342,7 @@ class TransportManager:
                     return source
         return response_destination(via_value, source.transport)
 
-    # --- TCP connection bookkeeping --------------------------------------------------------
+    # --- TCP/TLS connection bookkeeping --------------------------------------------------------
 
     def _make_conn(
         self, kind: str, local: Address | None, key: Address | None = None
@@ -300,7 +351,7 @@ class TransportManager:
             kind,
             self._on_message,
             self.max_message_size,
-            self._counters["tcp"],
+            self._counters[kind],
             self._conn_opened,
             self._conn_closed,
             local,
@@ -315,14 +366,16 @@ class TransportManager:
             return
         if conn.outbound:
             for listener in self._listeners:
-                if listener.family == conn.family:
+                if listener.family == conn.family and listener.local.transport == conn.kind:
                     conn.local = listener.local
                     break
         key = conn.key if conn.key is not None else conn.peer
         conn.key = key
         self._all_conns.add(conn)
         self._conns[key] = conn
-        logger.debug("TCP connection %s %s", "to" if conn.outbound else "from", conn.peer)
+        logger.debug(
+            "%s connection %s %s", conn.kind.upper(), "to" if conn.outbound else "from", conn.peer
+        )
         if self._sweep is None and self.idle_timeout > 0:
             self._arm_sweep()
         pending = self._pending.pop(key, None)
@@ -348,7 +401,7 @@ class TransportManager:
         limit = self.idle_timeout
         for conn in list(self._all_conns):
             if now - conn.last_activity > limit:
-                logger.debug("closing idle TCP connection with %s", conn.peer)
+                logger.debug("closing idle %s connection with %s", conn.kind.upper(), conn.peer)
                 conn.close()
         if self._all_conns:
             self._arm_sweep()
@@ -402,14 +455,20 @@ class TransportManager:
         logger.debug("transport manager closed")
 
     def stats(self) -> dict[str, int]:
-        """Counters: ``udp_*`` and ``tcp_*`` (messages/bytes received and sent, dropped,
-        errors, connections opened), ``tcp_connections_open``, ``tcp_connections_pending``,
-        and ``errors`` (every error counted anywhere, including ``on_error`` reports).
+        """Counters: ``udp_*``, ``tcp_*`` and ``tls_*`` (messages/bytes received and sent,
+        dropped, errors, connections opened), ``tcp_connections_open``,
+        ``tcp_connections_pending``, the same two for ``tls``, and ``errors`` (every error
+        counted anywhere, including ``on_error`` reports such as a failed connect or TLS
+        handshake).
         """
         out = self._counters["udp"].as_dict("udp")
-        out.update(self._counters["tcp"].as_dict("tcp"))
         del out["udp_connections_opened"]
-        out["tcp_connections_open"] = len(self._all_conns)
-        out["tcp_connections_pending"] = len(self._pending)
-        out["errors"] = self._errors + out["udp_errors"] + out["tcp_errors"]
+        errors = self._errors + out["udp_errors"]
+        for kind in ("tcp", "tls"):
+            out.update(self._counters[kind].as_dict(kind))
+            out[f"{kind}_connections_open"] = sum(1 for c in self._all_conns if c.kind == kind)
+            out[f"{kind}_connections_pending"] = sum(
+                1 for k in self._pending if k.transport == kind
+            )
+        out["errors"] = errors + out["tcp_errors"] + out["tls_errors"]
         return out

@@ -4,8 +4,9 @@ A :class:`TcpConnection` is one asyncio protocol per connection, accepted or ope
 cuts the byte stream into messages with :class:`~sessioncore.sip.message.StreamFramer` and hands
 each one up; a framing error closes the connection (framing cannot be recovered).
 
-TLS seam: every function here takes an optional :class:`ssl.SSLContext`. A TLS transport is
-this same code with a context and ``kind="tls"``; only certificate configuration is missing.
+TLS: every function here takes an optional :class:`ssl.SSLContext`. A TLS transport is this
+same code with a context and ``kind="tls"`` (contexts come from :mod:`.tls`). For an accepted
+TLS connection asyncio calls ``connection_made`` only once the handshake is complete.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ class TcpConnection(asyncio.Protocol):
             messages = self._framer.feed(data)
         except SipParseError as exc:
             c.errors += 1
-            logger.info("closing TCP connection from %s: framing error: %s", self.peer, exc)
+            logger.info(
+                "closing %s connection from %s: framing error: %s", self.kind, self.peer, exc
+            )
             self.close()
             return
         for msg in messages:
@@ -105,13 +108,13 @@ class TcpConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         """The peer closed its side: close ours too (SIP has no use for half-open)."""
-        logger.debug("TCP connection from %s closed by the peer", self.peer)
+        logger.debug("%s connection from %s closed by the peer", self.kind, self.peer)
         return None  # asyncio then closes the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Unregister; an abnormal loss is logged (pending transactions time out or retry)."""
         if exc is not None:
-            logger.info("TCP connection with %s lost: %s", self.peer, exc)
+            logger.info("%s connection with %s lost: %s", self.kind, self.peer, exc)
         self._transport = None
         try:
             self._on_close(self)
@@ -130,7 +133,7 @@ class TcpConnection(asyncio.Protocol):
         """Queue ``data`` on the connection (never blocks)."""
         transport = self._transport
         if transport is None or transport.is_closing():
-            raise TransportError(f"TCP connection to {self.peer} is closed")
+            raise TransportError(f"{self.kind.upper()} connection to {self.peer} is closed")
         transport.write(data)
         self.last_activity = self._loop.time()
         c = self._counters
@@ -177,10 +180,13 @@ async def open_tcp_listener(
     make_connection: ConnectionFactory,
     *,
     ssl_context: ssl.SSLContext | None = None,
+    handshake_timeout: float | None = None,
     backlog: int = 1024,
 ) -> TcpListener:
     """Listen on ``host:port`` (port 0: ephemeral); each accepted connection comes from
-    ``make_connection(listener_address)``. Raises :class:`OSError` if the bind fails.
+    ``make_connection(listener_address)``. With ``ssl_context`` this is a TLS listener and
+    ``handshake_timeout`` (seconds, asyncio's default if None) bounds each accepted handshake.
+    Raises :class:`OSError` if the bind fails.
     """
     loop = asyncio.get_running_loop()
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -193,7 +199,11 @@ async def open_tcp_listener(
         bound_host, bound_port = sock.getsockname()[:2]
         local = Address(kind, bound_host, bound_port)
         server = await loop.create_server(
-            lambda: make_connection(local), sock=sock, backlog=backlog, ssl=ssl_context
+            lambda: make_connection(local),
+            sock=sock,
+            backlog=backlog,
+            ssl=ssl_context,
+            ssl_handshake_timeout=handshake_timeout if ssl_context is not None else None,
         )
     except BaseException:
         sock.close()
@@ -211,7 +221,10 @@ async def open_tcp_connection(
 ) -> TcpConnection:
     """Connect to ``dest`` (an IP literal) within ``timeout`` seconds.
 
-    Raises :class:`OSError` (refused, unreachable) or :class:`TimeoutError`.
+    With ``ssl_context`` the connection is TLS and the peer's certificate is checked against
+    ``server_hostname`` (a DNS name or an IP literal) as the context says.
+    Raises :class:`OSError` (refused, unreachable; :class:`ssl.SSLError` for a failed
+    handshake or a rejected certificate) or :class:`TimeoutError`.
     """
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout):
