@@ -235,3 +235,51 @@ async def test_rtcp_round_trip_time() -> None:
     finally:
         await uac.stop()
         await uas.stop()
+
+
+async def test_latching_follows_a_new_sdp_address() -> None:
+    """Symmetric RTP latches to where packets come from, and a new SDP address resets it."""
+    media = MediaManager(MediaConfig(port_start=42200, port_end=42300))
+    await media.start()
+    media.create_offer("s1")
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for s in (a, b, other):
+        s.bind(("127.0.0.1", 0))
+
+    def answer(port: int, version: int) -> str:
+        return (
+            f"v=0\r\no=p 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        )
+
+    try:
+        media.apply_answer("s1", answer(a.getsockname()[1], 1))
+        ms = media.get("s1")
+        assert ms is not None and ms.remote_rtp == a.getsockname()
+        from sessioncore.media.rtp import RtpPacket
+
+        pkt = bytes(RtpPacket(0, 1, 160, 0x1234, b"\xff" * 160))
+        # the peer's packets come from another port (a NAT): we latch to it
+        other.sendto(pkt, ("127.0.0.1", ms.rtp_port))
+        for _ in range(100):
+            if ms.latched:
+                break
+            await asyncio.sleep(0.01)
+        assert ms.latched and ms.remote_rtp == other.getsockname()
+        # a stranger's packets after latching are dropped and counted
+        a.sendto(bytes(RtpPacket(0, 2, 320, 0x9999, b"\xff" * 160)), ("127.0.0.1", ms.rtp_port))
+        for _ in range(100):
+            if ms.counters.wrong_source:
+                break
+            await asyncio.sleep(0.01)
+        assert ms.counters.wrong_source == 1
+        # a re-offer/answer that moves the peer's media: follow the new SDP address
+        media.reoffer("s1", "sendrecv")
+        media.apply_answer("s1", answer(b.getsockname()[1], 2))
+        assert ms.remote_rtp == b.getsockname() and not ms.latched
+    finally:
+        for s in (a, b, other):
+            s.close()
+        await media.stop()

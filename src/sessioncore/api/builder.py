@@ -210,12 +210,20 @@ class SessionManagerBuilder:
         return self
 
     def with_timers(
-        self, t1: float = 0.5, t2: float = 4.0, t4: float = 5.0
+        self,
+        t1: float = 0.5,
+        t2: float = 4.0,
+        t4: float = 5.0,
+        *,
+        invite_timeout: float | None = None,
     ) -> SessionManagerBuilder:
-        """SIP timer base values (RFC 3261 §17)."""
+        """SIP timer base values (RFC 3261 §17); ``invite_timeout`` (Timer C) ends an outgoing
+        call that rings unanswered that long (failed with 408)."""
         if not 0 < t1 <= t2 or t4 <= 0:
             raise ConfigurationError(f"bad timers T1={t1} T2={t2} T4={t4}")
-        self._timers = TimerConfig(t1=t1, t2=t2, t4=t4)
+        if invite_timeout is not None and invite_timeout <= 0:
+            raise ConfigurationError(f"invite_timeout must be positive, not {invite_timeout}")
+        self._timers = TimerConfig(t1=t1, t2=t2, t4=t4, timer_c=invite_timeout)
         return self
 
     def build_coordinator(self) -> SessionCoordinator:

@@ -88,28 +88,43 @@ class QueueHandler(CallHandler):
 
     Take calls with ``await handler.next_call()`` and then answer them with
     ``coordinator.accept_incoming_call(call.id)`` or ``reject_incoming_call``. When
-    ``max_pending`` calls are already waiting, new ones are rejected with 486.
+    ``max_pending`` calls are already waiting, new ones are rejected with 486. A call the
+    caller gives up on (CANCEL) leaves the queue.
     """
 
     def __init__(self, max_pending: int = 100) -> None:
         self.max_pending = max_pending
-        self._queue: asyncio.Queue[IncomingCall] = asyncio.Queue()
+        self._pending: dict[SessionId, IncomingCall] = {}
+        self._changed = asyncio.Event()
 
     async def on_incoming_call(self, call: IncomingCall) -> CallDecision:
         """Defer and queue the call, or reject it when the queue is full."""
-        if self._queue.qsize() >= self.max_pending:
+        if len(self._pending) >= self.max_pending:
             return CallDecision.reject(486, "Busy Here")
-        self._queue.put_nowait(call)
+        self._pending[call.id] = call
+        self._changed.set()
         return CallDecision.defer()
 
+    async def on_call_ended(self, session: CallSession, reason: str) -> None:
+        """Drop a queued call that ended before the application took it."""
+        self._pending.pop(session.id, None)
+
     async def next_call(self, timeout: float | None = None) -> IncomingCall:
-        """Wait for the next deferred call."""
-        return await asyncio.wait_for(self._queue.get(), timeout)
+        """Wait for the next deferred call (oldest first)."""
+
+        async def wait() -> IncomingCall:
+            while not self._pending:
+                self._changed.clear()
+                await self._changed.wait()
+            sid = next(iter(self._pending))
+            return self._pending.pop(sid)
+
+        return await asyncio.wait_for(wait(), timeout)
 
     @property
     def pending(self) -> int:
         """How many deferred calls wait in the queue."""
-        return self._queue.qsize()
+        return len(self._pending)
 
 
 class RoutingHandler(CallHandler):
@@ -144,8 +159,10 @@ class CompositeHandler(CallHandler):
         self.handlers = list(handlers)
 
     async def on_incoming_call(self, call: IncomingCall) -> CallDecision:
-        """Ask each handler in turn until one decides."""
+        """Ask each handler that decides calls (overrides ``on_incoming_call``) in turn."""
         for h in self.handlers:
+            if type(h).on_incoming_call is CallHandler.on_incoming_call:
+                continue  # this one only listens to events
             decision: CallDecision | None = await h.on_incoming_call(call)
             if decision is not None:
                 return decision

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, NewType, Protocol
 
-from sessioncore.errors import InvalidStateError
+from sessioncore.errors import InvalidArgumentError, InvalidStateError, SipParseError
+from sessioncore.sip.uri import check_header_value, parse_uri
 
 __all__ = [
     "CallDecision",
@@ -153,6 +154,9 @@ class CallDecision:
     @classmethod
     def reject(cls, status: int = 486, reason: str = "Busy Here") -> CallDecision:
         """Answer with a final failure response (300-699)."""
+        if not isinstance(status, int) or not 300 <= status <= 699:
+            raise InvalidArgumentError(f"a rejection status must be 300-699, not {status!r}")
+        check_header_value(reason, "reason phrase")
         return cls(DecisionKind.REJECT, status, reason)
 
     @classmethod
@@ -163,6 +167,11 @@ class CallDecision:
     @classmethod
     def forward(cls, target: str) -> CallDecision:
         """Redirect the caller to ``target`` with 302 Moved Temporarily."""
+        check_header_value(target, "forward target")
+        try:
+            parse_uri(target)
+        except SipParseError as exc:
+            raise InvalidArgumentError(f"bad forward target {target!r}: {exc}") from None
         return cls(DecisionKind.FORWARD, 302, "Moved Temporarily", None, target)
 
 

@@ -33,10 +33,10 @@ from sessioncore.coordinator.cleanup import CleanupManager
 from sessioncore.coordinator.events import SessionEvent
 from sessioncore.errors import (
     CallFailed,
-    RegistrationFailed,
     InvalidArgumentError,
     InvalidStateError,
     NotStartedError,
+    RegistrationFailed,
     SdpError,
     SessionError,
     SessionNotFoundError,
@@ -311,6 +311,8 @@ class SessionCoordinator:
                 self._set_state(session, CallState.RINGING, "deferred")
         except SessionError as exc:
             log.warning("%s: could not apply %s: %s", sid, decision.kind.value, exc)
+            with contextlib.suppress(SessionError):
+                self.dialogs.reject(sid, 500, "Server Internal Error")  # never leave it hanging
             self._end_failed(session, 500, str(exc))
 
     def _answer(self, session: CallSession, offer: str | None, sdp: str | None) -> None:

@@ -105,6 +105,7 @@ class MediaSession:
     dtmf_tx: DtmfSender | None = None
     dtmf_rx: DtmfReceiver | None = None
     remote_rtp: tuple[str, int] | None = None
+    sdp_remote: tuple[str, int] | None = None
     remote_rtcp: tuple[str, int] | None = None
     latched: bool = False
     source: AudioSource = field(default_factory=SilenceSource)
@@ -284,8 +285,12 @@ class MediaManager:
             self._stop_stream(ms)
             return
         remote = (negotiated.remote_address, negotiated.remote_rtp_port)
-        if ms.remote_rtp != remote and not ms.latched:
+        if remote != ms.sdp_remote:
+            # the peer's SDP moved its media (or this is the first SDP): follow it, and latch
+            # afresh to what arrives from the new place
+            ms.sdp_remote = remote
             ms.remote_rtp = remote
+            ms.latched = False
         if negotiated.remote_address in ("0.0.0.0", "::"):
             ms.remote_rtp = None  # RFC 2543 hold: do not send
         ms.remote_rtcp = (negotiated.remote_address, negotiated.remote_rtcp_port)

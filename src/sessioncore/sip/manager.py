@@ -28,9 +28,9 @@ from sessioncore.errors import (
 )
 from sessioncore.sip import events as ev
 from sessioncore.sip.address import Address
-from sessioncore.sip.dialog import Dialog, DialogState, new_branch, new_call_id, new_tag
-from sessioncore.sip.headers import Headers, NameAddr, split_header_list
 from sessioncore.sip.auth import AuthError, DigestClient, DigestServer, parse_challenge
+from sessioncore.sip.dialog import Dialog, DialogState, new_branch, new_call_id, new_tag
+from sessioncore.sip.headers import Headers, NameAddr, header_key, is_token, split_header_list
 from sessioncore.sip.message import (
     KNOWN_METHODS,
     SipRequest,
@@ -61,6 +61,10 @@ log = logging.getLogger("sessioncore.sip.manager")
 
 ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER"
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+_PROTECTED = frozenset(
+    {"via", "from", "to", "call-id", "cseq", "contact", "max-forwards", "content-length",
+     "content-type", "route", "record-route"}
+)  # fmt: skip
 _DIALOG_METHODS = frozenset({"BYE", "INFO", "NOTIFY", "REFER", "UPDATE", "OPTIONS", "INVITE"})
 
 
@@ -766,6 +770,8 @@ class DialogManager:
             return
         call, what = purpose
         if what == "invite" and call.state in ("calling", "early", "cancelling"):
+            if call.state == "early":
+                self._send_cancel(call)  # Timer C: stop the far end ringing too
             self._forget(call)
             self._emit(ev.CallFailedEvent(call.ref, status, reason))
             call.state = "terminated"
@@ -847,7 +853,13 @@ class DialogManager:
         h.add("Allow", ALLOWED_METHODS)
         h.add("User-Agent", self.config.user_agent)
         for name, value in headers or ():
-            h.add(check_header_value(name, "header name"), check_header_value(value))
+            check_header_value(name, "header name")
+            if not is_token(name) or header_key(name) in _PROTECTED:
+                raise InvalidArgumentError(
+                    f"{name!r} cannot be set: a header name must be a token and not one the "
+                    "stack writes itself (Via, From, To, Call-ID, CSeq, Contact ...)"
+                )
+            h.add(name, check_header_value(value))
         body = b""
         if sdp:
             h.add("Content-Type", "application/sdp")
@@ -1256,7 +1268,9 @@ class DialogManager:
                 challenges, request.method, request.uri, request.body, proxy=not www
             )
         except (AuthError, SessionError) as exc:
-            log.info("%s: cannot answer the %d challenge: %s", request.call_id, response.status, exc)
+            log.info(
+                "%s: cannot answer the %d challenge: %s", request.call_id, response.status, exc
+            )
             return None
         header = "Authorization" if www else "Proxy-Authorization"
         h = request.headers.copy()

@@ -195,7 +195,9 @@ class Registration:
                 return self._update(status, response.reason, retry_in=0.0)
         return self.fail(status, response.reason, now)
 
-    def fail(self, status: int, reason: str, now: float, *, retry: bool = True) -> RegistrationUpdate:
+    def fail(
+        self, status: int, reason: str, now: float, *, retry: bool = True
+    ) -> RegistrationUpdate:
         """Record a failure (error response, timeout, transport error, bad credentials)."""
         self.last_status, self.last_reason = status, reason
         unregistering = self.state is RegistrationState.UNREGISTERING
