@@ -21,8 +21,8 @@ with other types or is an empty non-terminal, and NXDOMAIN for anything else. Na
 :attr:`FakeDnsServer.servfail` get SERVFAIL. Every query is recorded in
 :attr:`FakeDnsServer.queries`. Only use the ``.test`` TLD (RFC 2606) and loopback addresses.
 
-There is no TCP listener: a response too big for the client's UDP payload size is sent
-truncated (TC set), which the resolver will report as a failure.
+It listens on UDP and TCP on the same free port: a response too big for the client's UDP
+payload size is sent truncated (TC set) and the client retries over TCP, as with a real server.
 """
 
 from __future__ import annotations
@@ -101,6 +101,8 @@ class FakeDnsServer:
         #: Every query received, as ``(name, type)`` with an absolute lower-case name.
         self.queries: list[tuple[str, str]] = []
         self._transport: asyncio.DatagramTransport | None = None
+        self._tcp_server: asyncio.Server | None = None
+        self._tcp_writers: set[asyncio.StreamWriter] = set()
         for (name, rdtype), texts in (zone or {}).items():
             self.set(name, rdtype, texts)
 
@@ -130,20 +132,50 @@ class FakeDnsServer:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind a free UDP port on :attr:`host`; :attr:`port` then holds it."""
+        """Bind a free port on :attr:`host` for UDP and TCP; :attr:`port` then holds it."""
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), local_addr=(self.host, 0)
-        )
-        self._transport = transport
-        self.port = int(transport.get_extra_info("sockname")[1])
+        for _ in range(20):
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Protocol(self), local_addr=(self.host, 0)
+            )
+            port = int(transport.get_extra_info("sockname")[1])
+            try:
+                tcp = await asyncio.start_server(self._serve_tcp, self.host, port)
+            except OSError:  # the TCP side of that port is taken: try another one
+                transport.close()
+                continue
+            self._transport, self._tcp_server, self.port = transport, tcp, port
+            return
+        raise OSError("no free port for the fake DNS server")
 
     async def stop(self) -> None:
-        """Close the socket (idempotent)."""
+        """Close the sockets (idempotent)."""
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-            await asyncio.sleep(0)
+        for writer in list(self._tcp_writers):
+            writer.close()
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+            await self._tcp_server.wait_closed()
+            self._tcp_server = None
+        await asyncio.sleep(0)
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """DNS over TCP (RFC 1035 §4.2.2): 2-byte length, message; as many as the client sends."""
+        self._tcp_writers.add(writer)
+        try:
+            while True:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+                reply = self.handle(await reader.readexactly(size), tcp=True)
+                if reply is not None:
+                    writer.write(len(reply).to_bytes(2, "big") + reply)
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._tcp_writers.discard(writer)
+            writer.close()
 
     async def __aenter__(self) -> FakeDnsServer:
         await self.start()
@@ -171,8 +203,12 @@ class FakeDnsServer:
         texts, ttl = entry
         return dns.rrset.from_text(name, ttl, dns.rdataclass.IN, rdtype, *texts)
 
-    def handle(self, wire: bytes) -> bytes | None:
-        """Answer one query in wire format; ``None`` means "do not answer"."""
+    def handle(self, wire: bytes, *, tcp: bool = False) -> bytes | None:
+        """Answer one query in wire format; ``None`` means "do not answer".
+
+        Over UDP (``tcp`` false) an answer bigger than the client's payload size is sent
+        truncated (TC set, no records) so that the client retries over TCP.
+        """
         try:
             query = dns.message.from_wire(wire)
         except dns.exception.DNSException:
@@ -210,6 +246,8 @@ class FakeDnsServer:
                 break
             response.answer.append(cname)
             name = _norm(cname[0].to_text())
+        if tcp:
+            return response.to_wire(max_size=65535)
         payload = query.payload if query.edns >= 0 else 512
         try:
             return response.to_wire(max_size=max(payload, 512))

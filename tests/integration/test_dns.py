@@ -373,7 +373,7 @@ async def test_nameserver_never_answers(dns_server: FakeDnsServer) -> None:
     with pytest.raises(DnsResolutionError) as info:
         await resolver.resolve("sip:bob@slow.example.test")
     elapsed = time.monotonic() - start
-    assert elapsed < 1.5
+    assert elapsed < 0.5 + 0.5  # one query's timeout (NAPTR), plus scheduling slack
     assert "slow.example.test" in str(info.value)
     assert "timeout" in str(info.value)
     assert dns_server.queries_for("slow.example.test.")  # it was asked (and retried)
@@ -389,14 +389,14 @@ async def test_nothing_listening_fails_within_timeout() -> None:
     start = time.monotonic()
     with pytest.raises(DnsResolutionError, match=r"dead\.example\.test"):
         await resolver.resolve("sip:dead.example.test")
-    assert time.monotonic() - start < 2.5
+    assert time.monotonic() - start < 0.5 + 0.5
 
 
 async def test_overall_timeout(dns_server: FakeDnsServer) -> None:
     dns_server.make_silent("slow.example.test.")
     resolver = resolver_for(dns_server, timeout=5.0, overall_timeout=0.3)
     start = time.monotonic()
-    with pytest.raises(DnsResolutionError, match="within 0.3 s"):
+    with pytest.raises(DnsResolutionError, match=r"within 0\.3 s"):
         await resolver.resolve("sip:bob@slow.example.test")
     assert time.monotonic() - start < 1.0
 
@@ -465,7 +465,7 @@ async def test_srv_explosion_is_bounded(dns_server: FakeDnsServer) -> None:
     srv = [f"10 0 5060 t{i}.example.test." for i in range(40)]
     dns_server.set("_sip._udp.big.example.test.", "SRV", srv)
     for i in range(40):
-        dns_server.set(f"t{i}.example.test.", "A", [f"127.0.1.{j}" for j in range(1, 6)])
+        dns_server.set(f"t{i}.example.test.", "A", [f"127.0.{i}.{j}" for j in range(1, 6)])
     resolver = resolver_for(dns_server, max_srv_targets=20, max_addresses=64)
     result = await resolver.resolve("sip:big.example.test;transport=udp")
     assert len(result) == 64

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -53,6 +54,7 @@ class SessionManagerBuilder:
         self._ptime = 20
         self._accounts: list[Account] = []
         self._inbound_auth: tuple[str, dict[str, str]] | None = None
+        self._outbound_proxy: str | None = None
 
     def with_local_address(self, uri: str) -> SessionManagerBuilder:
         """Our identity: the From URI of our calls and the user part of our Contact."""
@@ -151,12 +153,15 @@ class SessionManagerBuilder:
         outbound_proxy: str | None = None,
         register: bool = True,
         outbound: bool = False,
+        retry_after: float = 30.0,
     ) -> SessionManagerBuilder:
         """A SIP account: registered at ``registrar`` (default: the AOR's domain) when the
         coordinator starts, refreshed before expiry, and used to answer 401/407 challenges to
         our requests. Several accounts may be added; calls go out as the first one unless
         ``make_call(..., from_uri=...)`` names another. ``outbound=True`` adds RFC 5626
-        ``+sip.instance``/``reg-id`` to the binding.
+        ``+sip.instance``/``reg-id`` to the binding. After a failure (timeout, 5xx ...) the
+        registration is retried after ``retry_after`` seconds, doubling up to 30 minutes; a
+        wrong password is not retried.
         """
         for value, what in ((aor, "AOR"), (username, "username"), (password, "password")):
             check_header_value(value, what)
@@ -181,11 +186,23 @@ class SessionManagerBuilder:
                 aor=str(uri), username=username, password=password, registrar=registrar,
                 expires=expires, outbound_proxy=outbound_proxy, register=register,
                 instance_id=instance, reg_id=1 if outbound else None,
+                retry_after=retry_after,
             )
         )  # fmt: skip
         if self._local_uri is None:
             self._local_uri = str(uri)
             self._user = uri.user or self._user
+        return self
+
+    def with_outbound_proxy(self, uri: str) -> SessionManagerBuilder:
+        """Send every out-of-dialog request through this proxy (a pre-loaded ``Route`` with
+        ``;lr``), for every account added so far and added later without a proxy of its own."""
+        check_header_value(uri, "outbound proxy")
+        try:
+            SipUri.parse(uri)
+        except SipParseError as exc:
+            raise ConfigurationError(f"bad outbound proxy URI {uri!r}: {exc}") from None
+        self._outbound_proxy = uri
         return self
 
     def with_inbound_auth(self, realm: str, users: dict[str, str]) -> SessionManagerBuilder:
@@ -241,7 +258,13 @@ class SessionManagerBuilder:
             advertised_host=self._advertised,
             user_agent=self._user_agent,
             timers=self._timers,
-            accounts=list(self._accounts),
+            accounts=[
+                a
+                if a.outbound_proxy or not self._outbound_proxy
+                else dataclasses.replace(a, outbound_proxy=self._outbound_proxy)
+                for a in self._accounts
+            ],  # fmt: skip
+            outbound_proxy=self._outbound_proxy,
             inbound_auth=self._inbound_auth,
         )
         media = MediaConfig(

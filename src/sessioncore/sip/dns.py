@@ -71,6 +71,8 @@ DEFAULT_PORTS: Final = {"udp": 5060, "tcp": 5060, "tls": 5061}
 _NAPTR_SERVICES: Final = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls"}
 # transport -> SRV owner prefix (RFC 3263 §4.1).
 _SRV_PREFIXES: Final = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}
+# How many lookups an error message lists.
+_MAX_TRACE: Final = 12
 # How many NAPTR records of one answer are looked at.
 _MAX_NAPTR: Final = 16
 
@@ -128,6 +130,11 @@ class _Trace:
     def add(self, text: str) -> None:
         if text not in self.steps:
             self.steps.append(text)
+
+    def __str__(self) -> str:
+        shown = self.steps[:_MAX_TRACE]
+        more = len(self.steps) - len(shown)
+        return "; ".join(shown) + (f"; ... {more} more" if more > 0 else "")
 
 
 def order_srv(records: Iterable[Any], rng: random.Random | None = None) -> list[Any]:
@@ -269,38 +276,41 @@ class SipResolver:
             raise InvalidArgumentError(
                 f"default_transport must be udp, tcp or tls, not {default_transport!r}"
             )
-        secure = sip_uri.scheme == "sips"
-        host = sip_uri.params.get("maddr") or sip_uri.host
+        try:
+            targets = await self._resolve(sip_uri, default_transport)
+        except DnsResolutionError as exc:
+            raise DnsResolutionError(f"cannot resolve {sip_uri}: {exc}") from None
+        logger.debug("resolved %s -> %s", sip_uri, ", ".join(map(str, targets)))
+        return targets
+
+    async def _resolve(self, uri: SipUri, default_transport: str) -> list[Address]:
+        """:meth:`resolve` without the URI in its error messages."""
+        secure = uri.scheme == "sips"
+        if secure:
+            self._check_supported("tls")
+        host = uri.params.get("maddr") or uri.host
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
-        transport = self._explicit_transport(sip_uri, default_transport)
-
+        transport = self._explicit_transport(uri, default_transport)
         if _is_ip(host):
-            port = sip_uri.port if sip_uri.port is not None else DEFAULT_PORTS[transport]
+            self._check_supported(transport)
+            port = uri.port if uri.port is not None else DEFAULT_PORTS[transport]
             return [Address(transport, host, port)]
-
         try:
             name = dns.name.from_text(host)
         except (dns.exception.DNSException, UnicodeError) as exc:
-            raise DnsResolutionError(
-                f"cannot resolve {sip_uri}: bad host name {host!r}: {exc}"
-            ) from None
+            raise DnsResolutionError(f"bad host name {host!r}: {exc}") from None
         trace = _Trace()
         try:
             async with asyncio.timeout(self.overall_timeout):
-                targets = await self._locate(sip_uri, name, transport, secure, trace)
+                targets = await self._locate(uri, name, transport, secure, trace)
         except TimeoutError:
             raise DnsResolutionError(
-                f"cannot resolve {sip_uri}: no result within {self.overall_timeout:g} s"
-                + (f" ({'; '.join(trace.steps)})" if trace.steps else "")
+                f"no result within {self.overall_timeout:g} s"
+                + (f" ({trace})" if trace.steps else "")
             ) from None
-        except DnsResolutionError as exc:
-            raise DnsResolutionError(f"cannot resolve {sip_uri}: {exc}") from exc
         if not targets:
-            raise DnsResolutionError(
-                f"cannot resolve {sip_uri}: no usable records ({'; '.join(trace.steps)})"
-            )
-        logger.debug("resolved %s -> %s", sip_uri, ", ".join(map(str, targets)))
+            raise DnsResolutionError(f"no usable records ({trace})")
         return targets
 
     def clear_cache(self) -> None:
@@ -339,16 +349,18 @@ class SipResolver:
             transport = "tls" if secure else "tcp"
         elif param == "udp":
             if secure:
-                raise DnsResolutionError(f"cannot resolve {uri}: sips over UDP is not possible")
+                raise DnsResolutionError("sips over UDP is not possible")
             transport = "udp"
         else:
-            raise DnsResolutionError(f"cannot resolve {uri}: transport={param} is not supported")
+            raise DnsResolutionError(f"transport={param} is not supported")
+        return transport
+
+    def _check_supported(self, transport: str) -> None:
         if transport not in self.supported:
             raise DnsResolutionError(
-                f"cannot resolve {uri}: it needs {transport.upper()}, which is not supported "
+                f"it needs {transport.upper()}, which is not supported "
                 f"(supported: {', '.join(self.supported)})"
             )
-        return transport
 
     # --- the RFC 3263 steps -------------------------------------------------------------
 
@@ -360,6 +372,8 @@ class SipResolver:
         secure: bool,
         trace: _Trace,
     ) -> list[Address]:
+        if uri.port is not None or uri.transport is not None:
+            self._check_supported(transport)
         if uri.port is not None:
             return await self._addresses_of([(name, uri.port, transport)], trace)
         if uri.transport is not None:
@@ -376,6 +390,7 @@ class SipResolver:
         targets = await self._via_srv(srv_names, trace)
         if targets:
             return targets
+        self._check_supported(transport)
         return await self._addresses_of([(name, DEFAULT_PORTS[transport], transport)], trace)
 
     async def _via_naptr(self, name: dns.name.Name, secure: bool, trace: _Trace) -> list[Address]:
@@ -502,15 +517,17 @@ class SipResolver:
     async def _send_query(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> _Lookup:
         what = f"{dns.rdatatype.to_text(rdtype)} lookup of {name}"
         try:
-            answer = await self._resolver.resolve(
-                name, rdtype, raise_on_no_answer=False, search=False, lifetime=self.timeout
-            )
+            # dnspython's lifetime can overrun a little (backoff); asyncio.timeout is the hard cap
+            async with asyncio.timeout(self.timeout):
+                answer = await self._resolver.resolve(
+                    name, rdtype, raise_on_no_answer=False, search=False, lifetime=self.timeout
+                )
         except dns.resolver.NXDOMAIN as exc:
             lookup = _Lookup(name, rdtype, (), "NXDOMAIN")
             self._store(lookup, _negative_ttl(exc, name))
             logger.debug("%s: NXDOMAIN", what)
             return lookup
-        except dns.exception.Timeout:
+        except (dns.exception.Timeout, TimeoutError):
             raise DnsResolutionError(
                 f"{what} failed: timeout (no answer within {self.timeout:g} s)"
             ) from None

@@ -87,6 +87,7 @@ class Account:
     register: bool = True
     instance_id: str | None = None
     reg_id: int | None = None
+    retry_after: float = 30.0  # first wait after a failed registration (then doubling)
 
 
 @dataclass(slots=True)
@@ -105,6 +106,7 @@ class SipConfig:
     listen_transports: tuple[str, ...] = ("udp", "tcp")
     accounts: list[Account] = field(default_factory=list)
     inbound_auth: tuple[str, dict[str, str]] | None = None  # (realm, {user: password})
+    outbound_proxy: str | None = None  # for requests of no account
 
 
 class _Call:
@@ -176,6 +178,7 @@ class DialogManager:
         self._reg_keys: dict[str, tuple[Registration, Address]] = {}
         self._reg_timers: dict[str, asyncio.TimerHandle] = {}
         self._inbound: DigestServer | None = None
+        self._service_routes: dict[str, list[str]] = {}
         if config.inbound_auth is not None:
             realm, users = config.inbound_auth
             self._inbound = DigestServer(realm, users)
@@ -1117,6 +1120,7 @@ class DialogManager:
                 expires=account.expires,
                 instance_id=account.instance_id,
                 reg_id=account.reg_id,
+                backoff=(account.retry_after, max(account.retry_after, 1800.0)),
             )
             self._registrations[aor] = reg
         self._send_register(reg)
@@ -1160,12 +1164,18 @@ class DialogManager:
         return None
 
     def _account_dest(self, account: Account | None, uri: str) -> str:
-        return account.outbound_proxy if account and account.outbound_proxy else uri
+        service = self._service_routes.get(account.aor) if account is not None else None
+        if service:
+            return str(NameAddr.parse(service[0]).uri)
+        if account is not None and account.outbound_proxy:
+            return account.outbound_proxy
+        return self.config.outbound_proxy or uri
 
     def _send_register(self, reg: Registration, *, expires: int | None = None) -> None:
         account = self._accounts.get(reg.aor)
         try:
-            dest = self._resolve(self._account_dest(account, reg.registrar))
+            proxy = (account.outbound_proxy if account else None) or self.config.outbound_proxy
+            dest = self._resolve(proxy or reg.registrar)
         except (TransportError, InvalidArgumentError) as exc:
             self._registration_update(reg, reg.fail(503, str(exc), self._now()))
             return
@@ -1198,6 +1208,11 @@ class DialogManager:
             client = self._auth.get(reg.aor)
             if client is not None:
                 client.success()
+            routes = resp.headers.values("Service-Route")  # RFC 3608
+            if routes:
+                self._service_routes[reg.aor] = routes
+            else:
+                self._service_routes.pop(reg.aor, None)
         self._registration_update(reg, reg.on_response(resp, self._now()))
 
     def _registration_update(self, reg: Registration, update: object) -> None:
@@ -1225,8 +1240,15 @@ class DialogManager:
             self._send_register(reg)
 
     def _add_route(self, request: SipRequest, account: Account | None) -> None:
-        if account is not None and account.outbound_proxy:
-            uri = parse_uri(account.outbound_proxy)
+        service = self._service_routes.get(account.aor) if account is not None else None
+        if service and request.method != "REGISTER":
+            for route in service:
+                request.headers.add("Route", route)
+            return
+        proxy = account.outbound_proxy if account is not None else None
+        proxy = proxy or self.config.outbound_proxy
+        if proxy:
+            uri = parse_uri(proxy)
             if isinstance(uri, SipUri) and "lr" not in uri.params:
                 uri = uri.copy()
                 uri.params["lr"] = None
