@@ -74,6 +74,7 @@ async def ua(
     media: tuple[int, int] = (20000, 20999),
     t1: float = 0.5,
     retry_after: float = 30.0,
+    tls_ca: Path | None = None,
 ) -> SessionCoordinator:
     builder = (
         SessionManagerBuilder()
@@ -93,6 +94,8 @@ async def ua(
     )
     if tone is not None:
         builder = builder.with_audio(source=lambda s: ToneSource(tone))
+    if tls_ca is not None:
+        builder = builder.with_tls(ca=str(tls_ca))
     return await builder.build()
 
 
@@ -155,6 +158,37 @@ async def test_register_call_through_kamailio_and_unregister(
             assert info.state == "unregistered", info
         assert not kam.contacts("alice") and not kam.contacts("bob"), kam.describe()
         assert [i.state for i in ha.registrations] == ["registered", "unregistered"]
+    finally:
+        await alice.stop()
+        await bob.stop()
+
+
+async def test_register_and_call_over_tls(kamailio: KamailioFactory) -> None:
+    require_kamailio(tls=True)
+    kam = kamailio(tls=True).start()
+    ha, hb = Recorder(), Recorder()
+    alice = await ua(
+        kam, "alice", transport="tls", tls_ca=kam.ca_file, tone=600, handler=ha,
+        media=(24000, 24999),
+    )  # fmt: skip
+    bob = await ua(kam, "bob", tone=1300, handler=hb, media=(25000, 25999))
+    try:
+        await alice.wait_registered("sip:alice@127.0.0.1", timeout=10)
+        await bob.wait_registered("sip:bob@127.0.0.1", timeout=10)
+        assert alice.dialogs._transport.stats()["tls_messages_sent"] >= 2
+        # bob (UDP) calls alice, whom Kamailio reaches over her TLS connection
+        call = await bob.make_call(kam.uri("alice"))
+        await bob.wait_for_answer(call.id, timeout=10)
+        for _ in range(100):
+            if alice.list_active_sessions():
+                break
+            await asyncio.sleep(0.02)
+        alice_sid = alice.list_active_sessions()[0].id
+        assert abs(await _heard(alice, alice_sid) - 1300) < 5
+        await alice.terminate_session(alice_sid)  # BYE over TLS, through Kamailio
+        await bob.wait_for_end(call.id, timeout=10)
+        info = await alice.unregister("sip:alice@127.0.0.1", timeout=10)
+        assert info.state == "unregistered"
     finally:
         await alice.stop()
         await bob.stop()

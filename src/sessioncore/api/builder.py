@@ -20,7 +20,7 @@ from sessioncore.sip.uri import SipUri, check_header_value
 
 __all__ = ["SessionManagerBuilder"]
 
-_TRANSPORTS = ("udp", "tcp")
+_TRANSPORTS = ("udp", "tcp", "tls")
 
 
 class SessionManagerBuilder:
@@ -55,6 +55,9 @@ class SessionManagerBuilder:
         self._accounts: list[Account] = []
         self._inbound_auth: tuple[str, dict[str, str]] | None = None
         self._outbound_proxy: str | None = None
+        self._tls: tuple[str | None, str | None, str | None, bool, int | None] = (
+            None, None, None, True, None,
+        )  # fmt: skip
 
     def with_local_address(self, uri: str) -> SessionManagerBuilder:
         """Our identity: the From URI of our calls and the user part of our Contact."""
@@ -205,6 +208,27 @@ class SessionManagerBuilder:
         self._outbound_proxy = uri
         return self
 
+    def with_tls(
+        self,
+        cert: str | None = None,
+        key: str | None = None,
+        ca: str | None = None,
+        *,
+        verify: bool = True,
+        port: int | None = None,
+    ) -> SessionManagerBuilder:
+        """TLS (``sips:``, ``;transport=tls``): with ``cert``/``key`` (PEM files) we also listen
+        for TLS on ``port`` (default: the SIP port + 1); ``ca`` is the CA file peers'
+        certificates are verified against (default: the system's). Verification is on unless
+        ``verify=False`` (lab use only: it is logged as a warning)."""
+        for path in (cert, key, ca):
+            if path is not None:
+                check_header_value(path, "file name")
+        if (cert is None) != (key is None):
+            raise ConfigurationError("give both a TLS certificate and its key, or neither")
+        self._tls = (cert, key, ca, verify, port)
+        return self
+
     def with_inbound_auth(self, realm: str, users: dict[str, str]) -> SessionManagerBuilder:
         """Require digest credentials (``users``: name -> password) for incoming INVITEs: an
         unauthenticated INVITE is challenged with 401, never answered."""
@@ -265,6 +289,11 @@ class SessionManagerBuilder:
                 for a in self._accounts
             ],  # fmt: skip
             outbound_proxy=self._outbound_proxy,
+            tls_cert=self._tls[0],
+            tls_key=self._tls[1],
+            tls_ca=self._tls[2],
+            tls_verify=self._tls[3],
+            tls_port=self._tls[4],
             inbound_auth=self._inbound_auth,
         )
         media = MediaConfig(

@@ -53,6 +53,7 @@ from sessioncore.sip.transaction import (
 )
 from sessioncore.sip.transport.base import stamp_received
 from sessioncore.sip.transport.manager import TransportManager
+from sessioncore.sip.transport.tls import make_tls_contexts
 from sessioncore.sip.uri import SipUri, check_header_value, format_host, parse_uri
 
 __all__ = ["DialogManager", "SipConfig"]
@@ -107,6 +108,11 @@ class SipConfig:
     accounts: list[Account] = field(default_factory=list)
     inbound_auth: tuple[str, dict[str, str]] | None = None  # (realm, {user: password})
     outbound_proxy: str | None = None  # for requests of no account
+    tls_cert: str | None = None  # our certificate (PEM): enables the TLS listener
+    tls_key: str | None = None
+    tls_ca: str | None = None  # CAs to verify peers with (default: the system's)
+    tls_verify: bool = True
+    tls_port: int | None = None  # default: SIP port + 1 (ephemeral when the SIP port is)
 
 
 class _Call:
@@ -159,9 +165,19 @@ class DialogManager:
         self.config = config
         self._emit = emit
         self._txn = TransactionLayer(config.timers)
+        server_ctx, client_ctx = make_tls_contexts(
+            certfile=config.tls_cert, keyfile=config.tls_key, cafile=config.tls_ca,
+            verify=config.tls_verify,
+        )  # fmt: skip
         self._transport = TransportManager(
-            self._on_message, self._on_transport_error, max_message_size=config.max_message_size
+            self._on_message,
+            self._on_transport_error,
+            max_message_size=config.max_message_size,
+            tls_server_context=server_ctx,
+            tls_client_context=client_ctx,
         )
+        self._last_transport_error = ""
+        self._tls_names: dict[Address, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -207,6 +223,12 @@ class DialogManager:
                 self._addresses[tp] = addr
                 if self.config.port == 0:
                     self.config.port = addr.port
+        if self.config.tls_cert:
+            port = self.config.tls_port
+            if port is None:
+                port = self.config.port + 1 if self.config.port not in (0, 65535) else 0
+            addr = await self._transport.listen("tls", self.config.bind_host, port)
+            self._addresses["tls"] = addr
 
     async def stop(self) -> None:
         """Close every socket and forget every call (the coordinator hangs up first)."""
@@ -220,9 +242,16 @@ class DialogManager:
         self._client_purpose.clear()
 
     def local_address(self, transport: str | None = None) -> Address:
-        """The address we listen on for ``transport`` (default: the configured one)."""
+        """The address we listen on for ``transport`` (default: the configured one).
+
+        Without a TLS listener (no certificate), TLS requests still go out, from the TCP
+        address: replies come back on the same connection.
+        """
         tp = transport or self.config.transport
         addr = self._addresses.get(tp)
+        if addr is None and tp == "tls" and "tcp" in self._addresses:
+            tcp = self._addresses["tcp"]
+            return Address("tls", tcp.host, tcp.port)
         if addr is None:
             raise TransportError(f"not listening on {tp}")
         return addr
@@ -278,7 +307,7 @@ class DialogManager:
         tp = uri.transport or default_tp or self.config.transport
         if uri.scheme == "sips":
             tp = "tls"
-        if tp not in self._addresses:
+        if tp not in self._addresses and not (tp == "tls" and "tcp" in self._addresses):
             raise InvalidArgumentError(f"transport {tp!r} of {uri_text!r} is not enabled")
         host = uri.params.get("maddr") or uri.host
         try:
@@ -289,7 +318,10 @@ class DialogManager:
                 infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
             except OSError as exc:
                 raise TransportError(f"cannot resolve {host!r}: {exc}") from exc
-            host = str(infos[0][4][0])
+            resolved = Address(tp, str(infos[0][4][0]), uri.port or (5061 if tp == "tls" else 5060))
+            if tp == "tls":
+                self._tls_names[resolved] = host  # verify the certificate against the name
+            return resolved
         return Address(tp, host, uri.port or (5061 if tp == "tls" else 5060))
 
     def _flush(self) -> None:
@@ -311,9 +343,13 @@ class DialogManager:
                 out = txn.datagrams_to_send()
                 if not out:
                     break
+                names = self._tls_names
                 for data, dest in out:
                     try:
-                        send(data, dest)
+                        if dest.transport == "tls" and dest in names:
+                            send(data, dest, server_name=names[dest])
+                        else:
+                            send(data, dest)
                         self.stats["messages_sent"] += 1
                     except TransportError as exc:
                         log.info("send to %s failed: %s", dest, exc)
@@ -410,6 +446,8 @@ class DialogManager:
 
     def _on_transport_error(self, dest: Address, exc: Exception) -> None:
         log.info("transport error towards %s: %s", dest, exc)
+        # the transaction layer reports the failure synchronously below: keep the text for it
+        self._last_transport_error = str(exc)[:200]
         self._txn.transport_error(dest, self._now())
         self._flush()
 
@@ -432,7 +470,9 @@ class DialogManager:
         elif isinstance(event, TransactionTimeout):
             self._on_failure(event.key, event.request, 408, f"timeout (Timer {event.timer})")
         elif isinstance(event, TransportFailed):
-            self._on_failure(event.key, event.request, 503, "transport error")
+            detail = self._last_transport_error
+            reason = f"transport error: {detail}" if detail else "transport error"
+            self._on_failure(event.key, event.request, 503, reason)
         elif isinstance(event, AckTimeout):
             call = self._by_invite_key.get(event.key)
             if call is not None and call.state == "confirmed" and not call.is_uac:
