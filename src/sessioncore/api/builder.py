@@ -55,6 +55,7 @@ class SessionManagerBuilder:
         self._accounts: list[Account] = []
         self._inbound_auth: tuple[str, dict[str, str]] | None = None
         self._outbound_proxy: str | None = None
+        self._dns: tuple[list[str] | None, int, float] = (None, 53, 2.0)
         self._tls: tuple[str | None, str | None, str | None, bool, int | None] = (
             None, None, None, True, None,
         )  # fmt: skip
@@ -229,6 +230,15 @@ class SessionManagerBuilder:
         self._tls = (cert, key, ca, verify, port)
         return self
 
+    def with_dns(
+        self, nameservers: list[str] | None = None, port: int = 53, timeout: float = 2.0
+    ) -> SessionManagerBuilder:
+        """DNS servers for RFC 3263 look-ups of SIP domains (default: the system's)."""
+        for ns in nameservers or ():
+            check_header_value(ns, "nameserver")
+        self._dns = (list(nameservers) if nameservers else None, port, timeout)
+        return self
+
     def with_inbound_auth(self, realm: str, users: dict[str, str]) -> SessionManagerBuilder:
         """Require digest credentials (``users``: name -> password) for incoming INVITEs: an
         unauthenticated INVITE is challenged with 401, never answered."""
@@ -294,6 +304,9 @@ class SessionManagerBuilder:
             tls_ca=self._tls[2],
             tls_verify=self._tls[3],
             tls_port=self._tls[4],
+            dns_nameservers=self._dns[0],
+            dns_port=self._dns[1],
+            dns_timeout=self._dns[2],
             inbound_auth=self._inbound_auth,
         )
         media = MediaConfig(

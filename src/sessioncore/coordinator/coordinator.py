@@ -397,12 +397,16 @@ class SessionCoordinator:
         self.registry.register(session)
         self._stats["calls_outgoing"] += 1
         try:
+            targets = await self.dialogs.locate(
+                self.dialogs.first_hop(to_uri.strip(), from_uri), transport
+            )
             offer = self.media.create_offer(sid)
             session.local_sdp = offer
             self._setup_media(session)
             self.dialogs.make_call(
-                sid, to_uri.strip(), from_uri, offer, list((headers or {}).items()), transport
-            )
+                sid, to_uri.strip(), from_uri, offer, list((headers or {}).items()), transport,
+                targets=targets,
+            )  # fmt: skip
         except BaseException:
             self.registry.remove(sid)
             self.media.release(sid)

@@ -30,6 +30,7 @@ from sessioncore.sip import events as ev
 from sessioncore.sip.address import Address
 from sessioncore.sip.auth import AuthError, DigestClient, DigestServer, parse_challenge
 from sessioncore.sip.dialog import Dialog, DialogState, new_branch, new_call_id, new_tag
+from sessioncore.sip.dns import SipResolver
 from sessioncore.sip.headers import Headers, NameAddr, header_key, is_token, split_header_list
 from sessioncore.sip.message import (
     KNOWN_METHODS,
@@ -113,6 +114,9 @@ class SipConfig:
     tls_ca: str | None = None  # CAs to verify peers with (default: the system's)
     tls_verify: bool = True
     tls_port: int | None = None  # default: SIP port + 1 (ephemeral when the SIP port is)
+    dns_nameservers: list[str] | None = None  # None: the system's resolver configuration
+    dns_port: int = 53
+    dns_timeout: float = 2.0
 
 
 class _Call:
@@ -134,6 +138,7 @@ class _Call:
         "reinvite_in_req",
         "reinvite_out",
         "state",
+        "targets",
         "transport",
     )
 
@@ -155,6 +160,7 @@ class _Call:
         self.reinvite_in_req: SipRequest | None = None
         self.awaiting_ack: dict[int, str] = {}  # CSeq of an INVITE we sent 2xx to -> txn key
         self.keys: list[str] = []  # server INVITE transaction keys indexed in _by_invite_key
+        self.targets: list[Address] = []  # further RFC 3263 targets to fail over to
         self.reinvite_out: str | None = None  # client txn key of our pending re-INVITE
 
 
@@ -177,6 +183,9 @@ class DialogManager:
             tls_client_context=client_ctx,
         )
         self._last_transport_error = ""
+        self._resolver: SipResolver | None = None
+        self._reg_targets: dict[str, list[Address]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._tls_names: dict[Address, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -232,6 +241,11 @@ class DialogManager:
 
     async def stop(self) -> None:
         """Close every socket and forget every call (the coordinator hangs up first)."""
+        for task in list(self._tasks):
+            task.cancel()
+        for timer in self._reg_timers.values():
+            timer.cancel()
+        self._reg_timers.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -812,6 +826,14 @@ class DialogManager:
                 self._emit(ev.CallFailedEvent(call.ref, status, reason))
             return
         call, what = purpose
+        if (
+            what == "invite"
+            and call.state == "calling"
+            and call.targets
+            and (status == 503 or "Timer B" in reason)
+        ):
+            self._failover(call, reason)
+            return
         if what == "invite" and call.state in ("calling", "early", "cancelling"):
             if call.state == "early":
                 self._send_cancel(call)  # Timer C: stop the far end ringing too
@@ -860,8 +882,13 @@ class DialogManager:
         sdp: str | None,
         headers: list[tuple[str, str]] | None = None,
         transport: str | None = None,
+        targets: list[Address] | None = None,
     ) -> None:
-        """Send an INVITE for a new call. Raises :class:`InvalidArgumentError` on a bad URI."""
+        """Send an INVITE for a new call. Raises :class:`InvalidArgumentError` on a bad URI.
+
+        ``targets`` (from :meth:`locate`) are tried in order: the next one when a target
+        fails with a transport error or a timeout before any response (RFC 3263 §4.3).
+        """
         check_header_value(to_uri, "destination URI")
         try:
             target = parse_uri(to_uri)
@@ -872,7 +899,10 @@ class DialogManager:
         account = self._account_for(from_uri)
         if from_uri is None and account is not None:
             from_uri = account.aor
-        dest = self._resolve(self._account_dest(account, to_uri), transport)
+        if targets:
+            dest, rest = targets[0], list(targets[1:])
+        else:
+            dest, rest = self._resolve(self._account_dest(account, to_uri), transport), []
         tp = dest.transport
         host = self._host(tp)
         if from_uri is None:
@@ -914,6 +944,7 @@ class DialogManager:
             for name, value in _preemptive(client, req):
                 req.headers.add(name, value)
         call = _Call(ref, True, req, dest)
+        call.targets = rest
         self._calls[ref] = call
         key = self._send_request(req, dest)
         if dest.transport == "udp" and req.top_via.transport == "TCP":
@@ -1127,6 +1158,58 @@ class DialogManager:
             raise InvalidArgumentError(f"bad redirect target {target!r}: {exc}") from None
         self.reject(ref, status, headers=[("Contact", f"<{target}>")])
 
+    # --- server location (RFC 3263) ---------------------------------------------------------
+
+    async def locate(self, uri_text: str, transport: str | None = None) -> list[Address]:
+        """Where to send requests for ``uri_text``: IP literals directly, names through DNS
+        (NAPTR, SRV, A/AAAA), in the order to try them."""
+        uri = parse_uri(uri_text)
+        if not isinstance(uri, SipUri):
+            raise InvalidArgumentError(f"cannot send to a non-SIP URI: {uri_text!r}")
+        host = uri.params.get("maddr") or uri.host
+        try:
+            ipaddress.ip_address(host)
+            return [self._resolve(uri_text, transport)]
+        except ValueError:
+            pass
+        if self._resolver is None:
+            cfg = self.config
+            self._resolver = SipResolver(cfg.dns_nameservers, cfg.dns_port, cfg.dns_timeout)
+        found = await self._resolver.resolve(
+            uri, default_transport=transport or self.config.transport
+        )
+        usable = [
+            a for a in found
+            if a.transport in self._addresses or (a.transport == "tls" and "tcp" in self._addresses)
+        ]  # fmt: skip
+        if not usable:
+            raise TransportError(
+                f"{uri_text}: DNS gave only targets over transports we do not use: {found}"
+            )
+        for addr in usable:
+            if addr.transport == "tls":
+                self._tls_names[addr] = host
+        return usable
+
+    def first_hop(self, to_uri: str, from_uri: str | None) -> str:
+        """The URI an out-of-dialog request to ``to_uri`` is sent to first (proxy or target)."""
+        return self._account_dest(self._account_for(from_uri), to_uri)
+
+    def _failover(self, call: _Call, reason: str) -> None:
+        """Try the INVITE at the next target (new transaction, same CSeq, RFC 3263 §4.3)."""
+        dest = call.targets.pop(0)
+        log.info("%s: %s; trying the next target %s", call.invite.call_id, reason, dest)
+        old = call.invite
+        h = old.headers.copy()
+        h.set("Via", self._via(dest.transport))
+        retry = SipRequest(old.method, old.uri, h, old.body)
+        call.dest = dest
+        call.transport = dest.transport
+        call.invite = retry
+        key = self._send_request(retry, dest)
+        call.invite_key = key
+        self._client_purpose[key] = (call, "invite")
+
     # --- accounts, registration and authentication ----------------------------------------
 
     def add_account(self, account: Account) -> None:
@@ -1163,6 +1246,21 @@ class DialogManager:
                 backoff=(account.retry_after, max(account.retry_after, 1800.0)),
             )
             self._registrations[aor] = reg
+        proxy = account.outbound_proxy or self.config.outbound_proxy
+        first = proxy or reg.registrar
+        if aor not in self._reg_targets and not _is_ip_uri(first) and self._loop is not None:
+            task = self._loop.create_task(self._locate_registrar(reg, first))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        self._send_register(reg)
+
+    async def _locate_registrar(self, reg: Registration, uri: str) -> None:
+        try:
+            self._reg_targets[reg.aor] = await self.locate(uri)
+        except (TransportError, InvalidArgumentError) as exc:
+            self._registration_update(reg, reg.fail(503, str(exc), self._now()))
+            return
         self._send_register(reg)
 
     def unregister(self, aor: str) -> None:
@@ -1214,8 +1312,12 @@ class DialogManager:
     def _send_register(self, reg: Registration, *, expires: int | None = None) -> None:
         account = self._accounts.get(reg.aor)
         try:
-            proxy = (account.outbound_proxy if account else None) or self.config.outbound_proxy
-            dest = self._resolve(proxy or reg.registrar)
+            targets = self._reg_targets.get(reg.aor)
+            if targets:
+                dest = targets[0]
+            else:
+                proxy = (account.outbound_proxy if account else None) or self.config.outbound_proxy
+                dest = self._resolve(proxy or reg.registrar)
         except (TransportError, InvalidArgumentError) as exc:
             self._registration_update(reg, reg.fail(503, str(exc), self._now()))
             return
@@ -1442,3 +1544,18 @@ def _preemptive(client: DigestClient, request: SipRequest) -> list[tuple[str, st
     out = [("Authorization", v) for v in client.authorize(method, uri, body)]
     out += [("Proxy-Authorization", v) for v in client.authorize(method, uri, body, proxy=True)]
     return out
+
+
+def _is_ip_uri(uri_text: str) -> bool:
+    """True when ``uri_text`` is a SIP URI whose host is an IP literal (no DNS needed)."""
+    try:
+        uri = parse_uri(uri_text)
+    except SipParseError:
+        return True  # let the synchronous path report it
+    if not isinstance(uri, SipUri):
+        return True
+    try:
+        ipaddress.ip_address(uri.params.get("maddr") or uri.host)
+    except ValueError:
+        return False
+    return True
