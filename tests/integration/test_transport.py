@@ -477,3 +477,25 @@ def test_response_destination(via: str, transport: str, expected: tuple[str, str
 def test_response_destination_bad_rport() -> None:
     with pytest.raises(SipParseError, match="rport"):
         response_destination("SIP/2.0/UDP 10.0.0.1;rport=99999;branch=z9hG4bK1", "udp")
+
+
+async def test_crlf_keepalive_ping_and_pong() -> None:
+    """RFC 5626 §3.5.1: our outbound connection pings with CRLFCRLF, the peer pongs CRLF."""
+    got: list[bytes] = []
+    a = TransportManager(lambda d, s, l: got.append(d), keepalive_interval=0.1)
+    b = TransportManager(lambda d, s, l: got.append(d))
+    try:
+        await a.listen("tcp", "127.0.0.1", 0)
+        bl = await b.listen("tcp", "127.0.0.1", 0)
+        a.send(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n", bl)
+        for _ in range(100):
+            if a.stats()["tcp_keepalives"] >= 2 and b.stats()["tcp_keepalives"] >= 1:
+                break
+            await asyncio.sleep(0.05)
+        assert a.stats()["tcp_keepalives"] >= 2  # pings sent
+        assert b.stats()["tcp_keepalives"] >= 1  # pongs answered
+        assert len(got) == 1  # pings and pongs are not messages
+        assert a.stats()["tcp_connections_open"] == 1  # the connection stays up
+    finally:
+        await a.close()
+        await b.close()

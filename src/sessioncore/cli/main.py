@@ -1,13 +1,21 @@
 """The ``sessioncore`` command.
 
-Two subcommands, both thin drivers over the public API (``SessionManagerBuilder`` and the
+Three subcommands, all thin drivers over the public API (``SessionManagerBuilder`` and the
 coordinator it builds):
 
 * ``sessioncore uas`` answers (or rejects) calls until SIGINT/SIGTERM or until ``--max-calls``
   calls have ended, then prints a summary;
 * ``sessioncore call SIP_URI`` places ``--count`` calls at ``--rate`` calls per second with at most
   ``--concurrency`` in flight, keeps each up ``--duration`` seconds, hangs up, and prints a
-  summary. It exits 0 only when every call was answered and ended cleanly.
+  summary. It exits 0 only when every call was answered and ended cleanly;
+* ``sessioncore register AOR`` registers an account and keeps it registered (the library
+  refreshes it) until SIGINT/SIGTERM, printing each state change, then unregisters
+  (``--once``: register, unregister, exit).
+
+``uas`` and ``call`` take ``--account AOR`` (with ``--username``, ``--password-env``,
+``--registrar``) to register first and act as that account, and ``--proxy URI`` to send their
+requests through an outbound proxy. Passwords come from an environment variable or a hidden
+prompt, never from the command line (where ``ps`` and shell histories would show them).
 
 The summaries go to stdout as a rich table followed by plain ``name: value`` lines (easy to grep);
 live progress and logs go to stderr. The CLI configures logging (``-v``: INFO, ``-vv``: DEBUG);
@@ -20,12 +28,14 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
+import re
 import signal
 import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -53,6 +63,8 @@ from sessioncore import (
     CallHandler,
     CallSession,
     IncomingCall,
+    RegistrationFailed,
+    RegistrationInfo,
     SessionCoordinator,
     SessionError,
     SessionId,
@@ -70,6 +82,7 @@ from sessioncore.media.sources import (
     WavFileSource,
     WavFormatError,
 )
+from sessioncore.sip.headers import NameAddr
 from sessioncore.sip.uri import SipUri, format_host, parse_host_port
 
 __all__ = ["main"]
@@ -99,6 +112,14 @@ _REASONS = {
 #: After ``--max-calls`` is reached, how long the UAS keeps running so that the last responses
 #: (and their UDP retransmissions / the peer's ACK) complete before the sockets close.
 _UAS_GRACE_SECONDS = 0.3
+
+#: How long ``uas``/``call``/``register --once`` wait for a registration's outcome. The library
+#: itself reports a failure (408) when the registrar does not answer within Timer F (32 s).
+_REGISTER_TIMEOUT = 40.0
+#: How long the unregistration at exit may take.
+_UNREGISTER_TIMEOUT = 10.0
+#: Where the password comes from unless ``--password-env`` names another variable.
+_DEFAULT_PASSWORD_ENV = "SESSIONCORE_PASSWORD"
 
 
 def _version() -> str:
@@ -148,12 +169,133 @@ def _port_range(
     return low, high
 
 
+def _account_aor(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An account's address of record, ``sip:user@domain``, normalised as the library keys it."""
+    if value is None:
+        return None
+    try:
+        uri = NameAddr.parse(value).uri
+    except SessionError as exc:
+        raise click.BadParameter(f"{value!r} is not a valid SIP URI: {exc}") from None
+    if not isinstance(uri, SipUri) or not uri.user:
+        raise click.BadParameter(f"{value!r}: an account AOR is sip:user@domain")
+    return str(uri)
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """The *name* of an environment variable (never echo the value: it may be a password)."""
+    if not _ENV_NAME.fullmatch(value):
+        raise click.BadParameter(
+            "expected the NAME of an environment variable holding the password "
+            "(letters, digits, _), not the password itself"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSpec:
+    """A SIP account from the command line (the password read from the environment/a prompt)."""
+
+    aor: str
+    username: str
+    password: str = field(repr=False)
+    registrar: str | None = None
+    expires: int = 3600
+
+
+def _read_password(var: str, username: str) -> str:
+    """The password: environment variable ``var``, else a hidden prompt when stdin is a terminal.
+
+    Never from the command line. Without either, a usage error (exit 2) says how to pass it.
+    """
+    value = os.environ.get(var)
+    if value:
+        return value
+    if sys.stdin is not None and sys.stdin.isatty():
+        password: str = click.prompt(f"Password for {username}", hide_input=True, err=True)
+        return password
+    raise click.UsageError(
+        f"no password for {username}: set the environment variable {var} (or name another one "
+        "with --password-env VAR), or run from a terminal to be prompted. Passwords are never "
+        "taken on the command line."
+    )
+
+
+def _account_spec(
+    aor: str | None,
+    username: str | None,
+    password_env: str,
+    registrar: str | None,
+    *,
+    expires: int = 3600,
+) -> AccountSpec | None:
+    """The ``--account`` of ``uas``/``call`` (``None`` without one), password included."""
+    if aor is None:
+        if username is not None or registrar is not None:
+            raise click.UsageError("--username and --registrar need --account AOR")
+        return None
+    if username is None:
+        raise click.UsageError("--account needs --username (the digest authentication user)")
+    password = _read_password(password_env, username)
+    return AccountSpec(aor, username, password, registrar, expires)
+
+
+def _account_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--account``/``--username``/``--password-env``/``--registrar``/``--proxy``."""
+    for option in reversed(
+        (
+            click.option(
+                "--account",
+                "account",
+                metavar="AOR",
+                callback=_account_aor,
+                default=None,
+                help="Register as this account (sip:user@domain) and place calls as it.",
+            ),
+            click.option(
+                "--username", metavar="USER", default=None, help="Authentication user name."
+            ),
+            _password_env_option,
+            click.option(
+                "--registrar",
+                metavar="SIP_URI",
+                callback=_sip_uri,
+                default=None,
+                help="Registrar to register with (default: the AOR's domain).",
+            ),
+            click.option(
+                "--proxy",
+                metavar="SIP_URI",
+                callback=_sip_uri,
+                default=None,
+                help="Outbound proxy: send every out-of-dialog request (REGISTER included) "
+                "through it.",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
 _transport_option = click.option(
     "--transport",
     type=click.Choice(["udp", "tcp"], case_sensitive=False),
     default="udp",
     show_default=True,
     help="SIP transport to listen and send on.",
+)
+_password_env_option = click.option(
+    "--password-env",
+    metavar="VAR",
+    callback=_env_name,
+    default=_DEFAULT_PASSWORD_ENV,
+    show_default=True,
+    help="Environment variable holding the password; when it is unset and stdin is a terminal, "
+    "the password is prompted for. There is no --password option: a password on the command "
+    "line would show in ps and shell histories.",
 )
 _media_ports_option = click.option(
     "--media-ports",
@@ -278,11 +420,18 @@ async def _build_coordinator(
     handler: CallHandler,
     source: Callable[[CallSession], AudioSource | None] | None = None,
     sink: Callable[[CallSession], AudioSink | None] | None = None,
+    account: AccountSpec | None = None,
+    proxy: str | None = None,
 ) -> SessionCoordinator:
-    """Build and start a coordinator bound to ``host:port`` over ``transport``."""
+    """Build and start a coordinator bound to ``host:port`` over ``transport``.
+
+    With ``account`` it is our identity (From of our calls, user of our Contact), registered
+    at start and used to answer challenges; ``proxy`` is the outbound proxy of every request.
+    """
+    local = account.aor if account is not None else f"sip:{user}@{format_host(host)}"
     builder = (
         SessionManagerBuilder()
-        .with_local_address(f"sip:{user}@{format_host(host)}")
+        .with_local_address(local)
         .with_local_bind_addr(host, port)
         .with_transport(transport)
         .with_user_agent(f"sessioncore/{_version()}")
@@ -291,7 +440,88 @@ async def _build_coordinator(
     )
     if media_ports is not None:
         builder = builder.with_media_ports(*media_ports)
+    if account is not None:
+        builder = builder.with_account(
+            account.aor, account.username, account.password, account.registrar, account.expires
+        )
+    if proxy is not None:
+        builder = builder.with_outbound_proxy(proxy)
     return await builder.build()
+
+
+def _registration_line(info: RegistrationInfo) -> str:
+    """``registration <aor>: <state> <status> <reason> expires=<n>`` (+ ``retry_in=<s>``)."""
+    line = (
+        f"registration {info.aor}: {info.state} {info.status} {info.reason}"
+        f" expires={info.expires if info.expires is not None else 0}"
+    )
+    if info.retry_in is not None:
+        line += f" retry_in={info.retry_in:.0f}"
+    return line
+
+
+class RegistrationTracker(CallHandler):
+    """Prints every registration state change as a plain line and keeps count.
+
+    ``changed`` is set on each change (the ``register`` command waits on it).
+    """
+
+    def __init__(self) -> None:
+        self.last: RegistrationInfo | None = None
+        #: the last outcome of a REGISTER that was not an unregistration (registered or failed)
+        self.outcome: RegistrationInfo | None = None
+        self.successes = 0
+        self.changed = asyncio.Event()
+
+    @property
+    def ever_registered(self) -> bool:
+        """Whether a registration ever succeeded."""
+        return self.successes > 0
+
+    @property
+    def refreshes(self) -> int:
+        """Successful registrations after the first."""
+        return max(0, self.successes - 1)
+
+    async def on_registration_state(self, info: RegistrationInfo) -> None:
+        """Print ``registration <aor>: <state> ...`` and remember it."""
+        self.last = info
+        if info.state == "registered":
+            self.successes += 1
+            self.outcome = info
+        elif info.state == "failed":
+            self.outcome = info
+        print(_registration_line(info), flush=True)
+        self.changed.set()
+
+
+async def _registration_error(
+    coordinator: SessionCoordinator, aor: str, timeout: float = _REGISTER_TIMEOUT
+) -> str | None:
+    """Wait for account ``aor``'s registration: ``None`` once registered, else why it failed."""
+    try:
+        await coordinator.wait_registered(aor, timeout=timeout)
+    except RegistrationFailed as exc:
+        return f"registration of {aor} failed: {exc.status} {exc.reason}"
+    except TimeoutError:
+        return f"registration of {aor}: no outcome within {timeout:g} s"
+    return None
+
+
+async def _unless_stopped(coro: Coroutine[Any, Any, str | None], stop: asyncio.Event) -> str | None:
+    """What ``coro`` returns, or a text saying we were interrupted if ``stop`` is set first."""
+    loop = asyncio.get_running_loop()
+    work = loop.create_task(coro)
+    stopped = loop.create_task(stop.wait())
+    try:
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work, stopped):
+            task.cancel()
+        await asyncio.gather(work, stopped, return_exceptions=True)
+    if work.cancelled():
+        return "interrupted before the registration completed"
+    return work.result()
 
 
 @contextlib.contextmanager
@@ -361,8 +591,9 @@ class UasCounters:
     frames_sent: int = 0
 
 
-class UasHandler(CallHandler):
-    """Accepts (or rejects) every call, optionally hangs up after a delay, counts what happens."""
+class UasHandler(RegistrationTracker):
+    """Accepts (or rejects) every call, optionally hangs up after a delay, counts what happens
+    (and, with ``--account``, prints the registration's state changes)."""
 
     def __init__(
         self,
@@ -373,6 +604,7 @@ class UasHandler(CallHandler):
         on_limit: Callable[[], None],
         answer_after: float | None = None,
     ) -> None:
+        super().__init__()
         self.reject = reject
         self.answer_after = answer_after
         self.hangup_after = hangup_after
@@ -529,6 +761,7 @@ class UasHandler(CallHandler):
     metavar="SECONDS",
     help="Hang up each call this many seconds after it is established.",
 )
+@_account_options
 @_media_ports_option
 @_verbose_option
 def uas(
@@ -540,11 +773,21 @@ def uas(
     record_dir: Path | None,
     answer_after: float | None,
     hangup_after: float | None,
+    account: str | None,
+    username: str | None,
+    password_env: str,
+    registrar: str | None,
+    proxy: str | None,
     media_ports: tuple[int, int] | None,
     verbose: int,
 ) -> None:
-    """Answer incoming calls until interrupted (or until --max-calls calls have ended)."""
+    """Answer incoming calls until interrupted (or until --max-calls calls have ended).
+
+    With --account the UAS first registers (and prints ``registered AOR``); it exits 1 if the
+    registration fails.
+    """
     _setup_logging(verbose)
+    spec = _account_spec(account, username, password_env, registrar)
     code = asyncio.run(
         _run_uas(
             listen=listen,
@@ -556,6 +799,8 @@ def uas(
             media_ports=media_ports,
             media=media,
             record_dir=record_dir,
+            account=spec,
+            proxy=proxy,
         )
     )
     sys.exit(code)
@@ -572,6 +817,8 @@ async def _run_uas(
     answer_after: float | None = None,
     media: MediaSpec | None = None,
     record_dir: Path | None = None,
+    account: AccountSpec | None = None,
+    proxy: str | None = None,
 ) -> int:
     err = Console(stderr=True)
     host, port = listen
@@ -618,6 +865,8 @@ async def _run_uas(
             handler=handler,
             source=make_source,
             sink=make_sink,
+            account=account,
+            proxy=proxy,
         )
     except (SessionError, OSError) as exc:
         err.print(f"[red]error:[/] cannot listen on {transport}:{host}:{port}: {exc}")
@@ -629,10 +878,12 @@ async def _run_uas(
     c = handler.counters
 
     def status() -> Text:  # runs in rich's refresh thread: read our own counters only
+        reg = handler.last
         return Text(
             f"{transport}:{format_host(host)}:{port}  received {c.received}  "
             f"answered {c.answered}  rejected {c.rejected}  ended {c.ended}  "
             f"in progress {c.received - c.ended}"
+            + (f"  {reg.aor}: {reg.state}" if reg is not None else "")
         )
 
     live: contextlib.AbstractContextManager[Any] = (
@@ -649,6 +900,12 @@ async def _run_uas(
     )
     try:
         with _on_signals(stop.set), live:
+            if account is not None:
+                problem = await _unless_stopped(_registration_error(coordinator, account.aor), stop)
+                if problem is not None:
+                    err.print(f"[red]error:[/] {problem}", highlight=False)
+                    return EXIT_FAILED
+                print(f"registered {account.aor}", flush=True)
             # announced only once SIGINT/SIGTERM are handled: a script may signal right away
             print(f"listening on {transport}:{format_host(host)}:{port}", flush=True)
             await stop.wait()
@@ -1041,6 +1298,7 @@ class _ProgressView:
     metavar="DIGITS",
     help="Send these DTMF digits (RFC 4733, or SIP INFO) once the call is up.",
 )
+@_account_options
 @_media_ports_option
 @_verbose_option
 def call(
@@ -1057,10 +1315,19 @@ def call(
     play: Path | None,
     record: Path | None,
     dtmf: str | None,
+    account: str | None,
+    username: str | None,
+    password_env: str,
+    registrar: str | None,
+    proxy: str | None,
     media_ports: tuple[int, int] | None,
     verbose: int,
 ) -> None:
-    """Place calls to SIP_URI and report how they went (exit 0 only if all succeeded)."""
+    """Place calls to SIP_URI and report how they went (exit 0 only if all succeeded).
+
+    With --account the calls wait for the account's registration and go out as it (its
+    credentials answer 401/407 challenges); exit 1 if the registration fails.
+    """
     _setup_logging(verbose)
     if tone is not None and play is not None:
         raise click.UsageError("--tone and --play exclude each other")
@@ -1073,6 +1340,7 @@ def call(
         else MediaSpec("play", path=play) if play is not None
         else MediaSpec("silence")
     )  # fmt: skip
+    account_spec = _account_spec(account, username, password_env, registrar)
     code = asyncio.run(
         _run_calls(
             uri=uri,
@@ -1088,6 +1356,8 @@ def call(
             spec=spec,
             record=record,
             dtmf=dtmf,
+            account=account_spec,
+            proxy=proxy,
         )
     )
     sys.exit(code)
@@ -1108,6 +1378,8 @@ async def _run_calls(
     spec: MediaSpec | None = None,
     record: Path | None = None,
     dtmf: str | None = None,
+    account: AccountSpec | None = None,
+    proxy: str | None = None,
 ) -> int:
     err = Console(stderr=True)
     host, port = listen
@@ -1131,9 +1403,11 @@ async def _run_calls(
             port=port,
             transport=transport,
             media_ports=media_ports,
-            handler=CallHandler(),
+            handler=RegistrationTracker(),
             source=lambda session: media.source(),
             sink=make_sink,
+            account=account,
+            proxy=proxy,
         )
     except (SessionError, OSError) as exc:
         err.print(f"[red]error:[/] cannot start on {transport}:{host}:{port}: {exc}")
@@ -1154,7 +1428,17 @@ async def _run_calls(
     )
     loop = asyncio.get_running_loop()
     started = loop.time()
-    work = loop.create_task(runner.run())
+    registration_problem: str | None = None
+
+    async def place_calls() -> None:
+        nonlocal registration_problem
+        if account is not None:
+            registration_problem = await _registration_error(coordinator, account.aor)
+            if registration_problem is not None:
+                return
+        await runner.run()
+
+    work = loop.create_task(place_calls())
     try:
 
         def interrupt() -> None:
@@ -1170,6 +1454,9 @@ async def _run_calls(
                 runner.results.interrupted = True
     finally:
         await coordinator.stop()
+    if registration_problem is not None:
+        err.print(f"[red]error:[/] {registration_problem}; no call placed", highlight=False)
+        return EXIT_FAILED
     elapsed = loop.time() - started
     results = runner.results
     _print_call_summary(
@@ -1260,3 +1547,186 @@ def _print_call_summary(
         freq = dominant_frequency(pcm, rate) if len(pcm) >= rate // 5 else 0.0
         print(f"recording {path}: {seconds:.2f} s, dominant frequency: {freq:.0f} Hz")
     sys.stdout.flush()
+
+
+# --- sessioncore register ------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("aor", metavar="AOR", callback=_account_aor)
+@click.option("--username", metavar="USER", required=True, help="Authentication user name.")
+@_password_env_option
+@click.option(
+    "--registrar",
+    metavar="SIP_URI",
+    callback=_sip_uri,
+    default=None,
+    help="Registrar to register with (default: the AOR's domain).",
+)
+@click.option(
+    "--expires",
+    type=click.IntRange(min=1),
+    default=3600,
+    show_default=True,
+    metavar="SECONDS",
+    help="Expiry to ask for (the registrar may grant less; refreshes come before it).",
+)
+@click.option(
+    "--listen",
+    "listen",
+    metavar="HOST:PORT",
+    callback=_host_port,
+    default="127.0.0.1:0",
+    show_default=True,
+    help="Local address to register (our Contact; port 0: any free port).",
+)
+@_transport_option
+@click.option("--once", is_flag=True, help="Register, unregister and exit (0 if registered).")
+@_verbose_option
+def register(
+    aor: str,
+    username: str,
+    password_env: str,
+    registrar: str | None,
+    expires: int,
+    listen: tuple[str, int],
+    transport: str,
+    once: bool,
+    verbose: int,
+) -> None:
+    """Register AOR and stay registered until SIGINT/SIGTERM, then unregister.
+
+    Each state change is printed as ``registration AOR: STATE STATUS REASON expires=N``; the
+    library refreshes the binding before it expires. Exits 1 when the registration fails for
+    good (e.g. a wrong password); with --once, 0 only if the registration succeeded.
+    """
+    _setup_logging(verbose)
+    account = AccountSpec(aor, username, _read_password(password_env, username), registrar, expires)
+    code = asyncio.run(
+        _run_register(account=account, listen=listen, transport=transport.lower(), once=once)
+    )
+    sys.exit(code)
+
+
+async def _run_register(
+    *, account: AccountSpec, listen: tuple[str, int], transport: str, once: bool
+) -> int:
+    err = Console(stderr=True)
+    host, port = listen
+    if port == 0:
+        port = _free_port(host, transport)
+    aor = account.aor
+    tracker = RegistrationTracker()
+    try:
+        coordinator = await _build_coordinator(
+            user=account.username,
+            host=host,
+            port=port,
+            transport=transport,
+            media_ports=None,
+            handler=tracker,
+            account=account,
+        )
+    except (SessionError, OSError) as exc:
+        err.print(f"[red]error:[/] cannot start on {transport}:{host}:{port}: {exc}")
+        return EXIT_FAILED
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    stop = asyncio.Event()
+    gave_up: RegistrationInfo | None = None  # a failure the library will not retry
+    timed_out = False
+    registered_at_stop = False
+    unregistered = False
+
+    def status() -> Text:  # rich's refresh thread: read the tracker only
+        info = tracker.last
+        if info is None:
+            return Text(f"{aor}: registering ...")
+        text = f"{aor}: {info.state} {info.status} {info.reason}"
+        if info.expires:
+            text += f"  expires {info.expires} s"
+        if info.retry_in is not None:
+            text += f"  retry in {info.retry_in:.0f} s"
+        return Text(f"{text}  refreshes {tracker.refreshes}")
+
+    live: contextlib.AbstractContextManager[Any] = (
+        Live(
+            console=err,
+            get_renderable=status,
+            refresh_per_second=2,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        if err.is_terminal
+        else contextlib.nullcontext()
+    )
+    try:
+        with _on_signals(stop.set), live:
+            log.info("registering %s from %s:%s:%s", aor, transport, format_host(host), port)
+            deadline = loop.time() + _REGISTER_TIMEOUT if once else None
+            while not stop.is_set():
+                outcome = tracker.outcome
+                # a failure ends the run when it is final (--once, or no retry is coming)
+                if (
+                    outcome is not None
+                    and outcome.state == "failed"
+                    and (once or outcome.retry_in is None)
+                ):
+                    gave_up = outcome
+                    break
+                if once and outcome is not None and outcome.state == "registered":
+                    break
+                tracker.changed.clear()
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    timed_out = True
+                    break
+                await _first_of(tracker.changed, stop, remaining)
+            registered_at_stop = tracker.outcome is not None and tracker.outcome.registered
+            current = coordinator.get_registration(aor)
+            if current is not None and current.state in ("registered", "registering"):
+                try:
+                    info = await coordinator.unregister(aor, timeout=_UNREGISTER_TIMEOUT)
+                    unregistered = info.state == "unregistered"
+                except (TimeoutError, SessionError) as exc:
+                    log.warning("unregistration of %s: %s", aor, exc or "no answer")
+    finally:
+        await coordinator.stop()
+    elapsed = loop.time() - started
+
+    last = tracker.outcome
+    last_status = f"{last.status} {last.reason}" if last is not None else "none"
+    if timed_out and last is None:
+        last_status = f"no answer within {_REGISTER_TIMEOUT:g} s"
+    rows = [
+        ("account", aor),
+        ("registrar", account.registrar or "(the AOR's domain)"),
+        ("contact address", f"{transport}:{format_host(host)}:{port}"),
+        ("registered", "yes" if tracker.ever_registered else "no"),
+        ("refreshes", str(tracker.refreshes)),
+        ("last status", last_status),
+        ("unregistered", "yes" if unregistered else "no"),
+        ("duration", f"{elapsed:.2f} s"),
+    ]
+    _print_table(_stdout_console(), "sessioncore register summary", rows)
+    for name in ("registered", "refreshes", "last status", "unregistered"):
+        print(f"{name}: {dict(rows)[name]}")
+    sys.stdout.flush()
+    if gave_up is not None or timed_out:
+        why = last_status if gave_up is not None else f"no outcome within {_REGISTER_TIMEOUT:g} s"
+        err.print(f"[red]error:[/] registration of {aor} failed: {why}", highlight=False)
+        return EXIT_FAILED
+    return EXIT_OK if registered_at_stop else EXIT_FAILED
+
+
+async def _first_of(a: asyncio.Event, b: asyncio.Event, timeout: float | None) -> None:
+    """Return when ``a`` or ``b`` is set, or after ``timeout`` seconds."""
+    waits = {asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())}
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)

@@ -117,6 +117,7 @@ class SipConfig:
     dns_nameservers: list[str] | None = None  # None: the system's resolver configuration
     dns_port: int = 53
     dns_timeout: float = 2.0
+    keepalive_interval: float | None = 90.0  # RFC 5626 CRLF pings on TCP/TLS we opened
 
 
 class _Call:
@@ -181,8 +182,10 @@ class DialogManager:
             max_message_size=config.max_message_size,
             tls_server_context=server_ctx,
             tls_client_context=client_ctx,
+            keepalive_interval=config.keepalive_interval,
         )
         self._last_transport_error = ""
+        self._auth_problem = ""
         self._resolver: SipResolver | None = None
         self._reg_targets: dict[str, list[Address]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -1343,7 +1346,8 @@ class DialogManager:
                 key = self._send_request(retry, dest)
                 self._reg_keys[key] = (reg, dest)
                 return
-            reason = "authentication failed (wrong credentials, or an unsupported challenge)"
+            reason = self._auth_problem or "authentication failed: the credentials were refused"
+            self._auth_problem = ""
             self._registration_update(reg, reg.fail(status, reason, self._now(), retry=False))
             return
         if 200 <= status < 300:
@@ -1426,7 +1430,12 @@ class DialogManager:
         name = "WWW-Authenticate" if www else "Proxy-Authenticate"
         try:
             challenges = [parse_challenge(v) for v in response.headers.get_all(name)]
-            if not challenges or not client.should_retry(challenges, proxy=not www):
+            if not any(c.is_digest for c in challenges):
+                offered = ", ".join(sorted({c.scheme for c in challenges})) or "nothing"
+                self._auth_problem = f"no Digest challenge to answer (offered: {offered})"
+                return None
+            if not client.should_retry(challenges, proxy=not www):
+                self._auth_problem = "the credentials were refused (challenged again)"
                 return None
             values = client.answer(
                 challenges, request.method, request.uri, request.body, proxy=not www
@@ -1435,6 +1444,7 @@ class DialogManager:
             log.info(
                 "%s: cannot answer the %d challenge: %s", request.call_id, response.status, exc
             )
+            self._auth_problem = str(exc)
             return None
         header = "Authorization" if www else "Proxy-Authorization"
         h = request.headers.copy()

@@ -61,11 +61,13 @@ class Counters:
         "connections_opened",
         "dropped",
         "errors",
+        "keepalives",
         "messages_received",
         "messages_sent",
     )
 
     def __init__(self) -> None:
+        self.keepalives = 0  # CRLF pings sent + pongs answered
         self.messages_received = 0
         self.bytes_received = 0
         self.messages_sent = 0

@@ -95,6 +95,7 @@ class TransportManager:
         udp_mtu_threshold: int = 1300,
         recv_buffer: int = 8 * 1024 * 1024,
         idle_timeout: float = 300.0,
+        keepalive_interval: float | None = None,
         connect_timeout: float = 10.0,
         tls_server_context: ssl.SSLContext | None = None,
         tls_client_context: ssl.SSLContext | None = None,
@@ -105,6 +106,8 @@ class TransportManager:
         self.udp_mtu_threshold = udp_mtu_threshold
         self.recv_buffer = recv_buffer
         self.idle_timeout = idle_timeout
+        #: RFC 5626 CRLF keep-alive: ping connections we opened after this much silence
+        self.keepalive_interval = keepalive_interval
         self.connect_timeout = connect_timeout
         self.tls_server_context = tls_server_context
         self._tls_client_context = tls_client_context
@@ -391,6 +394,8 @@ class TransportManager:
 
     def _arm_sweep(self) -> None:
         interval = max(0.01, min(30.0, self.idle_timeout / 4))
+        if self.keepalive_interval:
+            interval = min(interval, max(0.01, self.keepalive_interval / 2))
         self._sweep = asyncio.get_running_loop().call_later(interval, self._sweep_idle)
 
     def _sweep_idle(self) -> None:
@@ -399,10 +404,19 @@ class TransportManager:
             return
         now = asyncio.get_running_loop().time()
         limit = self.idle_timeout
+        ping = self.keepalive_interval
         for conn in list(self._all_conns):
             if now - conn.last_activity > limit:
                 logger.debug("closing idle %s connection with %s", conn.kind.upper(), conn.peer)
                 conn.close()
+            elif (
+                ping
+                and conn.outbound
+                and conn.is_open
+                and now - max(conn.last_activity, conn.last_ping) >= ping
+            ):
+                conn.ping()
+                self._counters[conn.kind].keepalives += 1
         if self._all_conns:
             self._arm_sweep()
 

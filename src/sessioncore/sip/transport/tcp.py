@@ -63,6 +63,7 @@ class TcpConnection(asyncio.Protocol):
         self.local = local if local is not None else Address(kind, "0.0.0.0", 0)
         self.family = socket.AF_INET
         self.last_activity = self._loop.time()
+        self.last_ping = self.last_activity
         self.closed: asyncio.Future[None] = self._loop.create_future()
 
     # --- asyncio callbacks -----------------------------------------------------------------
@@ -85,9 +86,15 @@ class TcpConnection(asyncio.Protocol):
         self._on_open(self)
 
     def data_received(self, data: bytes) -> None:
-        """Frame the bytes and hand each complete message up."""
+        """Frame the bytes and hand each complete message up; answer CRLF keep-alive pings."""
         self.last_activity = self._loop.time()
         c = self._counters
+        if data[:1] in (b"\r", b"\n") and not data.strip(b"\r\n") and not self._framer.buffered:
+            # RFC 5626 §3.5.1: a double-CRLF ping gets a single-CRLF pong
+            if b"\r\n\r\n" in data and self._transport is not None:
+                self._transport.write(b"\r\n")
+                c.keepalives += 1
+            return
         try:
             messages = self._framer.feed(data)
         except SipParseError as exc:
@@ -139,6 +146,13 @@ class TcpConnection(asyncio.Protocol):
         c = self._counters
         c.messages_sent += 1
         c.bytes_sent += len(data)
+
+    def ping(self) -> None:
+        """Send an RFC 5626 double-CRLF keep-alive (the peer answers with a CRLF pong)."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(b"\r\n\r\n")
+            self.last_ping = self._loop.time()
 
     def close(self) -> None:
         """Close after flushing what is queued; :attr:`closed` resolves when it is gone."""

@@ -1,0 +1,116 @@
+"""Registration against registrars that misbehave: silence, unusable challenges, garbage."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from sessioncore import RegistrationFailed, SessionManagerBuilder
+from sessioncore.sip.message import SipRequest, make_response, parse_message
+
+
+class FakeRegistrar(asyncio.DatagramProtocol):
+    """Answers every REGISTER with ``status`` and ``headers`` (or never, with status 0)."""
+
+    def __init__(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.status = status
+        self.headers = headers
+        self.seen = 0
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        msg = parse_message(data)
+        if not isinstance(msg, SipRequest):
+            return
+        self.seen += 1
+        if self.status and self.transport is not None:
+            resp = make_response(msg, self.status, to_tag="reg", headers=self.headers)
+            self.transport.sendto(bytes(resp), addr)
+
+
+async def _registrar(status: int, headers: list[tuple[str, str]]) -> tuple[FakeRegistrar, int]:
+    loop = asyncio.get_running_loop()
+    proto = FakeRegistrar(status, headers)
+    await loop.create_datagram_endpoint(lambda: proto, local_addr=("127.0.0.1", 0))
+    assert proto.transport is not None
+    port = proto.transport.get_extra_info("sockname")[1]
+    return proto, port
+
+
+async def _ua(port: int):  # type: ignore[no-untyped-def]
+    return await (
+        SessionManagerBuilder()
+        .with_local_bind_addr("127.0.0.1", 0)
+        .with_timers(t1=0.02, t2=4.0)
+        .with_account(
+            "sip:alice@127.0.0.1",
+            "alice",
+            "pw",
+            registrar=f"sip:127.0.0.1:{port}",
+            retry_after=60.0,
+        )  # fmt: skip
+        .build()
+    )
+
+
+async def test_registrar_that_never_answers() -> None:
+    registrar, port = await _registrar(0, [])
+    ua = await _ua(port)
+    try:
+        with pytest.raises(RegistrationFailed) as info:
+            await ua.wait_registered("sip:alice@127.0.0.1", timeout=10)
+        assert info.value.status == 408
+        state = ua.get_registration("sip:alice@127.0.0.1")
+        assert state is not None and state.retry_in is not None  # it will try again later
+        assert registrar.seen >= 2  # retransmitted (UDP), then gave up
+        assert ua.dialogs.pending_registers() == 0
+    finally:
+        await ua.stop()
+        assert registrar.transport is not None
+        registrar.transport.close()
+
+
+@pytest.mark.parametrize(
+    ("challenge", "words"),
+    [
+        ('Digest realm="x", nonce="n1", algorithm=FOO-9', "FOO-9"),
+        ('Digest realm="x", nonce="n1", algorithm=MD5, qop="auth", nonce="again"', "nonce"),
+        ("Basic realm=x", "Basic"),
+    ],
+)
+async def test_unusable_challenges_fail_with_a_reason(challenge: str, words: str) -> None:
+    registrar, port = await _registrar(401, [("WWW-Authenticate", challenge)])
+    ua = await _ua(port)
+    try:
+        with pytest.raises(RegistrationFailed) as info:
+            await ua.wait_registered("sip:alice@127.0.0.1", timeout=10)
+        assert info.value.status == 401
+        assert words.lower() in (info.value.reason or "").lower()
+        await asyncio.sleep(0.3)
+        assert registrar.seen == 1  # no retry storm
+    finally:
+        await ua.stop()
+        assert registrar.transport is not None
+        registrar.transport.close()
+
+
+async def test_garbage_from_the_registrar_is_dropped() -> None:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    ua = await _ua(sock.getsockname()[1])
+    try:
+        data, addr = await loop.sock_recvfrom(sock, 65535)
+        sock.sendto(b"SIP/2.0 200 OK\r\nVia: garbage\r\n\r\n", addr)  # unparseable: dropped
+        with pytest.raises(RegistrationFailed) as info:
+            await ua.wait_registered("sip:alice@127.0.0.1", timeout=10)
+        assert info.value.status == 408
+    finally:
+        sock.close()
+        await ua.stop()
