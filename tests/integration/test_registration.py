@@ -53,7 +53,7 @@ async def _ua(port: int):  # type: ignore[no-untyped-def]
             "pw",
             registrar=f"sip:127.0.0.1:{port}",
             retry_after=60.0,
-        )  # fmt: skip
+        )
         .build()
     )
 
@@ -106,7 +106,7 @@ async def test_garbage_from_the_registrar_is_dropped() -> None:
     sock.setblocking(False)
     ua = await _ua(sock.getsockname()[1])
     try:
-        data, addr = await loop.sock_recvfrom(sock, 65535)
+        _, addr = await loop.sock_recvfrom(sock, 65535)
         sock.sendto(b"SIP/2.0 200 OK\r\nVia: garbage\r\n\r\n", addr)  # unparseable: dropped
         with pytest.raises(RegistrationFailed) as info:
             await ua.wait_registered("sip:alice@127.0.0.1", timeout=10)

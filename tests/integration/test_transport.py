@@ -482,8 +482,8 @@ def test_response_destination_bad_rport() -> None:
 async def test_crlf_keepalive_ping_and_pong() -> None:
     """RFC 5626 §3.5.1: our outbound connection pings with CRLFCRLF, the peer pongs CRLF."""
     got: list[bytes] = []
-    a = TransportManager(lambda d, s, l: got.append(d), keepalive_interval=0.1)
-    b = TransportManager(lambda d, s, l: got.append(d))
+    a = TransportManager(lambda d, src, loc: got.append(d), keepalive_interval=0.1)
+    b = TransportManager(lambda d, src, loc: got.append(d))
     try:
         await a.listen("tcp", "127.0.0.1", 0)
         bl = await b.listen("tcp", "127.0.0.1", 0)

@@ -297,7 +297,7 @@ class SessionManagerBuilder:
                 if a.outbound_proxy or not self._outbound_proxy
                 else dataclasses.replace(a, outbound_proxy=self._outbound_proxy)
                 for a in self._accounts
-            ],  # fmt: skip
+            ],
             outbound_proxy=self._outbound_proxy,
             tls_cert=self._tls[0],
             tls_key=self._tls[1],
