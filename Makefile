@@ -34,6 +34,7 @@ test: $(STAMP) peers lint typecheck
 bench: $(STAMP) peers
 	$(PY) bench/parser.py
 	$(PY) bench/cps.py
+	$(PY) bench/media.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
