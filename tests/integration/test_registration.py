@@ -114,3 +114,17 @@ async def test_garbage_from_the_registrar_is_dropped() -> None:
     finally:
         sock.close()
         await ua.stop()
+
+
+async def test_unregister_after_a_failure_returns_at_once() -> None:
+    registrar, port = await _registrar(403, [])
+    ua = await _ua(port)
+    try:
+        with pytest.raises(RegistrationFailed):
+            await ua.wait_registered("sip:alice@127.0.0.1", timeout=10)
+        info = await asyncio.wait_for(ua.unregister("sip:alice@127.0.0.1"), 2)
+        assert info.state == "unregistered"
+    finally:
+        await ua.stop()
+        assert registrar.transport is not None
+        registrar.transport.close()

@@ -700,9 +700,10 @@ class SessionCoordinator:
         fut: asyncio.Future[RegistrationInfo] = asyncio.get_running_loop().create_future()
         self._reg_waiters.setdefault(aor, []).append(fut)
         self.dialogs.unregister(aor)
-        if self.dialogs.registration(aor) is None:
+        if self.dialogs.registration(aor) is None:  # nothing was bound: stopped at once
+            self._reg_waiters[aor].remove(fut)
             fut.cancel()
-            return self._registrations.get(aor) or RegistrationInfo(aor, "unregistered", 0, "")
+            return RegistrationInfo(aor, "unregistered", 0, "stopped")
         return await asyncio.wait_for(fut, timeout)
 
     async def wait_registered(self, aor: str, timeout: float | None = 32.0) -> RegistrationInfo:

@@ -1277,7 +1277,10 @@ class DialogManager:
         if reg.state in (RegistrationState.REGISTERED, RegistrationState.REGISTERING):
             self._send_register(reg, expires=0)
         else:
+            # nothing bound at the registrar (failed, or never sent): just stop, and say so
             reg.stop()
+            self._registrations.pop(aor, None)
+            self._emit(ev.RegistrationChanged(aor, "unregistered", 0, "stopped", None, None))
 
     def registration(self, aor: str) -> Registration | None:
         """The registration of ``aor``, if any."""
