@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -546,6 +547,14 @@ def _on_signals(callback: Callable[[], None]) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
+def _tune_gc() -> None:
+    """A server process's GC tuning: objects alive at start-up are never collected, and the
+    young generation is collected less often (fewer pauses under thousands of calls/s)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def _stat(stats: dict[str, int], key: str) -> int:
     return int(stats.get(key, 0))
 
@@ -872,6 +881,7 @@ async def _run_uas(
         err.print(f"[red]error:[/] cannot listen on {transport}:{host}:{port}: {exc}")
         return EXIT_FAILED
     handler.coordinator = coordinator
+    _tune_gc()
 
     started = time.monotonic()
     active_at_stop = 0

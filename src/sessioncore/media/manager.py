@@ -20,6 +20,8 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
+import random
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -149,6 +151,8 @@ class MediaManager:
         self._grid_start = 0.0
         self._slot = 0
         self._family = socket.AF_INET6 if ":" in config.local_ip else socket.AF_INET
+        # SSRCs and initial sequence numbers/timestamps: random, seeded once from the OS
+        self._rng = random.Random(os.urandom(16))
         self.totals = _Counters()
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -310,7 +314,7 @@ class MediaManager:
         if ms.rtp is None:
             ms.rtp = RtpSession(
                 clock_rate=n.clock_rate, payload_type=n.payload_type, cname=cname,
-                rtcp_interval=self.config.rtcp_interval,
+                rtcp_interval=self.config.rtcp_interval, rng=self._rng,
             )  # fmt: skip
             loop = self._loop or asyncio.get_running_loop()
             self._loop = loop
@@ -322,8 +326,11 @@ class MediaManager:
             clock_rate=n.clock_rate, frame_samples=ms.frame_samples,
             min_delay_ms=self.config.jitter_min_ms, max_delay_ms=self.config.jitter_max_ms,
         )  # fmt: skip
-        ms.dtmf_tx = DtmfSender(clock_rate=n.clock_rate, ptime_ms=n.ptime)
-        ms.dtmf_rx = DtmfReceiver(clock_rate=n.clock_rate)
+        if n.dtmf_payload_type is not None:  # only when the peer takes telephone-event
+            ms.dtmf_tx = DtmfSender(clock_rate=n.clock_rate, ptime_ms=n.ptime)
+            ms.dtmf_rx = DtmfReceiver(clock_rate=n.clock_rate)
+        else:
+            ms.dtmf_tx = ms.dtmf_rx = None
         now = self._now()
         ms.started_at = ms.started_at or now
         ms.last_quality = now
