@@ -224,3 +224,65 @@ def test_call_through_an_outbound_proxy(spawn: Callable[..., Proc]) -> None:  # 
     uas_result = uas.finish(timeout=30)
     assert uas_result.rc == 0, uas_result.dump()
     assert counter(uas_result.out, "received") == 1
+
+
+def test_uas_requires_credentials_with_auth_user() -> None:
+    """``uas --auth-user`` challenges calls: a caller with the password gets through (the
+    ``call --account ... --registrar`` path is covered elsewhere; here a Python caller)."""
+    import asyncio
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from sessioncore import CallFailed, SessionManagerBuilder
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH="src", UAS_PW="letmein")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sessioncore", "uas", "--listen", f"127.0.0.1:{port}",
+         "--auth-user", "alice", "--auth-password-env", "UAS_PW", "--max-calls", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline().decode()
+            if line.startswith("listening on"):
+                break
+        else:
+            raise AssertionError("uas did not start")
+
+        async def calls() -> tuple[int | None, bool]:
+            statuses: list[int | None] = []
+            answered = False
+            for password in ("wrong", "letmein"):
+                ua = await (
+                    SessionManagerBuilder()
+                    .with_local_bind_addr("127.0.0.1", 0)
+                    .with_account("sip:alice@127.0.0.1", "alice", password, register=False)
+                    .build()
+                )
+                try:
+                    s = await ua.make_call(f"sip:uas@127.0.0.1:{port}")
+                    try:
+                        await ua.wait_for_answer(s.id, timeout=5)
+                        answered = True
+                        await ua.terminate_session(s.id)
+                        await ua.wait_for_end(s.id, timeout=5)
+                    except CallFailed as exc:
+                        statuses.append(exc.status)
+                finally:
+                    await ua.stop()
+            return (statuses[0] if statuses else None), answered
+
+        status, answered = asyncio.run(calls())
+        assert status == 401 and answered
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=15)
+    assert "answered: 1" in out.decode(), out.decode() + err.decode()

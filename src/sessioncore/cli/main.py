@@ -423,6 +423,7 @@ async def _build_coordinator(
     sink: Callable[[CallSession], AudioSink | None] | None = None,
     account: AccountSpec | None = None,
     proxy: str | None = None,
+    inbound_auth: tuple[str, dict[str, str]] | None = None,
 ) -> SessionCoordinator:
     """Build and start a coordinator bound to ``host:port`` over ``transport``.
 
@@ -447,6 +448,8 @@ async def _build_coordinator(
         )
     if proxy is not None:
         builder = builder.with_outbound_proxy(proxy)
+    if inbound_auth is not None:
+        builder = builder.with_inbound_auth(*inbound_auth)
     return await builder.build()
 
 
@@ -770,6 +773,23 @@ class UasHandler(RegistrationTracker):
     metavar="SECONDS",
     help="Hang up each call this many seconds after it is established.",
 )
+@click.option(
+    "--auth-user",
+    "auth_user",
+    metavar="USER",
+    default=None,
+    help="Require digest credentials for incoming calls: this user, whose password comes "
+    "from --auth-password-env (or a prompt). Unauthenticated INVITEs get 401.",
+)
+@click.option(
+    "--auth-password-env",
+    "auth_password_env",
+    metavar="VAR",
+    default="SESSIONCORE_AUTH_PASSWORD",
+    show_default=True,
+    help="Environment variable holding --auth-user's password.",
+)
+@click.option("--auth-realm", default="sessioncore", show_default=True, help="Digest realm.")
 @_account_options
 @_media_ports_option
 @_verbose_option
@@ -782,6 +802,9 @@ def uas(
     record_dir: Path | None,
     answer_after: float | None,
     hangup_after: float | None,
+    auth_user: str | None,
+    auth_password_env: str,
+    auth_realm: str,
     account: str | None,
     username: str | None,
     password_env: str,
@@ -797,6 +820,9 @@ def uas(
     """
     _setup_logging(verbose)
     spec = _account_spec(account, username, password_env, registrar)
+    inbound = None
+    if auth_user is not None:
+        inbound = (auth_realm, {auth_user: _read_password(auth_password_env, auth_user)})
     code = asyncio.run(
         _run_uas(
             listen=listen,
@@ -810,6 +836,7 @@ def uas(
             record_dir=record_dir,
             account=spec,
             proxy=proxy,
+            inbound_auth=inbound,
         )
     )
     sys.exit(code)
@@ -828,6 +855,7 @@ async def _run_uas(
     record_dir: Path | None = None,
     account: AccountSpec | None = None,
     proxy: str | None = None,
+    inbound_auth: tuple[str, dict[str, str]] | None = None,
 ) -> int:
     err = Console(stderr=True)
     host, port = listen
@@ -876,6 +904,7 @@ async def _run_uas(
             sink=make_sink,
             account=account,
             proxy=proxy,
+            inbound_auth=inbound_auth,
         )
     except (SessionError, OSError) as exc:
         err.print(f"[red]error:[/] cannot listen on {transport}:{host}:{port}: {exc}")

@@ -834,7 +834,20 @@ class SessionCoordinator:
             session.media_stats = _quality(stats)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        """Run a handler callback: at once up to its first real suspension, then as a task.
+
+        Most callbacks never wait for anything (count, log, decide), so they finish here
+        without the cost of a task per callback; one that awaits goes on in a task and never
+        holds up the event loop. Exceptions are logged either way.
+        """
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            log.exception("handler callback failed")
+            return
+        task = asyncio.get_running_loop().create_task(_resume(coro, yielded))
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -842,6 +855,26 @@ class SessionCoordinator:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("handler callback failed", exc_info=task.exception())
+
+
+async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+    """Drive ``coro`` (already started, suspended on ``yielded``) to its end, like a Task."""
+    while True:
+        try:
+            if isinstance(yielded, asyncio.Future):
+                await asyncio.wait((yielded,))
+            else:
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            try:
+                yielded = coro.throw(asyncio.CancelledError())
+            except (StopIteration, asyncio.CancelledError):
+                return
+            continue
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            return
 
 
 class _AudioPort:

@@ -393,7 +393,17 @@ class DialogManager:
         self._flush()
 
     def _send_request(self, request: SipRequest, dest: Address) -> str:
-        """Start a client transaction; large requests move from UDP to TCP (RFC 3261 §18.1.1)."""
+        """Start a client transaction; large requests move from UDP to TCP (RFC 3261 §18.1.1).
+
+        Requests without credentials get the ones of realms that challenged us before
+        (pre-emptive reuse, RFC 3261 §22.3), so a peer that challenges every request is not
+        asked twice each time."""
+        h = request.headers
+        if self._auth and "Authorization" not in h and "Proxy-Authorization" not in h:
+            client = self._auth_client(request)
+            if client is not None:
+                for name, value in _preemptive(client, request):
+                    h.add(name, value)
         if dest.transport == "udp" and "tcp" in self._addresses:
             size = len(request.body) + 64
             for _, name, value in request.headers._items:
@@ -942,10 +952,6 @@ class DialogManager:
             body = sdp.encode()
         req = SipRequest("INVITE", to_uri, h, body)
         self._add_route(req, account)
-        client = self._auth.get(account.aor) if account is not None else None
-        if client is not None:
-            for name, value in _preemptive(client, req):
-                req.headers.add(name, value)
         call = _Call(ref, True, req, dest)
         call.targets = rest
         self._calls[ref] = call
@@ -1329,10 +1335,6 @@ class DialogManager:
             return
         req = reg.build_register(self._via(dest.transport), self._now(), expires=expires)
         self._add_route(req, account)
-        client = self._auth.get(reg.aor)
-        if client is not None:
-            for name, value in _preemptive(client, req):
-                req.headers.add(name, value)
         key = self._send_request(req, dest)
         self._reg_keys[key] = (reg, dest)
         self._flush()
