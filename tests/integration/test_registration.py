@@ -128,3 +128,34 @@ async def test_unregister_after_a_failure_returns_at_once() -> None:
         await ua.stop()
         assert registrar.transport is not None
         registrar.transport.close()
+
+
+async def test_service_route_from_the_registrar_is_used_for_calls() -> None:
+    """RFC 3608: the Service-Route of the REGISTER's 200 is pre-loaded on later requests."""
+    # the "service proxy" is another UA of ours: the INVITE must arrive there with the Route
+    from tests.integration.conftest import RecordingHandler, make_ua
+
+    proxy_h = RecordingHandler()
+    proxy = await make_ua(proxy_h, "proxy")
+    pport = proxy.dialogs.local_address("udp").port
+    registrar, port = await _registrar(
+        200,
+        [
+            ("Contact", "<sip:alice@127.0.0.1>;expires=300"),
+            ("Service-Route", f"<sip:orig@127.0.0.1:{pport};lr>"),
+        ],
+    )
+    ua = await _ua(port)
+    try:
+        await ua.wait_registered("sip:alice@127.0.0.1", timeout=5)
+        s = await ua.make_call("sip:bob@127.0.0.1:5999")  # goes to the service route first
+        await ua.wait_for_answer(s.id, timeout=5)
+        invite = proxy_h.incoming[0]
+        assert invite.headers.get("Route") == f"<sip:orig@127.0.0.1:{pport};lr>"
+        assert invite.request_uri == "sip:bob@127.0.0.1:5999"
+        await ua.terminate_session(s.id)
+    finally:
+        await ua.stop()
+        await proxy.stop()
+        assert registrar.transport is not None
+        registrar.transport.close()
