@@ -159,3 +159,43 @@ async def test_service_route_from_the_registrar_is_used_for_calls() -> None:
         await proxy.stop()
         assert registrar.transport is not None
         registrar.transport.close()
+
+
+class NatRegistrar(FakeRegistrar):
+    """Answers 200 as if we were behind a NAT: received=127.0.0.2, rport=40000 in our Via."""
+
+    def __init__(self) -> None:
+        super().__init__(200, [])
+        self.contacts: list[str] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        msg = parse_message(data)
+        if not isinstance(msg, SipRequest) or self.transport is None:
+            return
+        self.seen += 1
+        self.contacts.append(msg.headers.get("Contact") or "")
+        via = (msg.headers.get("Via") or "").replace(";rport", ";rport=40000;received=127.0.0.2")
+        msg.headers.set("Via", via)
+        contact = msg.headers.get("Contact") or ""
+        resp = make_response(msg, 200, to_tag="reg", headers=[("Contact", contact + ";expires=60")])
+        self.transport.sendto(bytes(resp), addr)
+
+
+async def test_behind_a_nat_the_contact_uses_the_address_the_registrar_saw() -> None:
+    loop = asyncio.get_running_loop()
+    registrar = NatRegistrar()
+    await loop.create_datagram_endpoint(lambda: registrar, local_addr=("127.0.0.1", 0))
+    assert registrar.transport is not None
+    ua = await _ua(registrar.transport.get_extra_info("sockname")[1])
+    try:
+        await ua.wait_registered("sip:alice@127.0.0.1", timeout=5)
+        for _ in range(100):
+            if registrar.seen >= 2:
+                break
+            await asyncio.sleep(0.02)
+        assert registrar.seen == 2  # registered, learned the public address, re-registered
+        assert "127.0.0.2:40000" in registrar.contacts[1]
+        assert "127.0.0.2:40000" in ua.dialogs._contact("udp")  # and calls use it too
+    finally:
+        await ua.stop()
+        registrar.transport.close()

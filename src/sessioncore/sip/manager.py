@@ -118,6 +118,7 @@ class SipConfig:
     dns_port: int = 53
     dns_timeout: float = 2.0
     keepalive_interval: float | None = 90.0  # RFC 5626 CRLF pings on TCP/TLS we opened
+    nat_contact_rewrite: bool = True  # use the registrar's received/rport in our Contact
 
 
 class _Call:
@@ -207,6 +208,7 @@ class DialogManager:
         self._reg_timers: dict[str, asyncio.TimerHandle] = {}
         self._inbound: DigestServer | None = None
         self._service_routes: dict[str, list[str]] = {}
+        self._public: dict[str, tuple[str, int]] = {}  # transport -> address seen by registrar
         if config.inbound_auth is not None:
             realm, users = config.inbound_auth
             self._inbound = DigestServer(realm, users)
@@ -312,10 +314,14 @@ class DialogManager:
         return f"SIP/2.0/{tp.upper()} {host}:{addr.port};branch={branch or new_branch()};rport"
 
     def _contact(self, tp: str) -> str:
-        addr = self.local_address(tp)
-        host = format_host(self.config.advertised_host or addr.host)
+        public = self._public.get(tp)
+        if public is not None:  # learned from the registrar (we are behind a NAT)
+            host, port = format_host(public[0]), public[1]
+        else:
+            addr = self.local_address(tp)
+            host, port = format_host(self.config.advertised_host or addr.host), addr.port
         suffix = "" if tp == "udp" else f";transport={tp}"
-        return f"<sip:{self.config.user}@{host}:{addr.port}{suffix}>"
+        return f"<sip:{self.config.user}@{host}:{port}{suffix}>"
 
     def _resolve(self, uri_text: str, default_tp: str | None = None) -> Address:
         uri = parse_uri(uri_text)
@@ -1364,7 +1370,45 @@ class DialogManager:
                 self._service_routes[reg.aor] = routes
             else:
                 self._service_routes.pop(reg.aor, None)
+            reg.path = resp.headers.values("Path")  # RFC 3327: informational for a UA
+            if reg.state is RegistrationState.REGISTERING and self._learn_public(reg, resp):
+                # behind a NAT: bind the address the registrar sees instead (RFC 3581 rport)
+                self._registration_update(reg, reg.on_response(resp, self._now()))
+                reg.contact = self._contact(dest.transport)
+                self._send_register(reg)
+                return
         self._registration_update(reg, reg.on_response(resp, self._now()))
+
+    def _learn_public(self, reg: Registration, resp: SipResponse) -> bool:
+        """Note the address the registrar saw us at (``received``/``rport`` of our Via) when
+        it differs from ours; True when the Contact must change."""
+        if not self.config.nat_contact_rewrite:
+            return False
+        try:
+            via = resp.top_via
+        except SipParseError:
+            return False
+        received = via.params.get("received")
+        rport = via.params.get("rport")
+        if received is None and not (rport and rport.isdigit()):
+            return False
+        tp = via.transport.lower()
+        if tp != "udp":
+            return False  # connection transports: the registrar answers on our connection
+        public = (
+            received or via.host,
+            int(rport) if rport and rport.isdigit() else via.port or 5060,
+        )
+        current = self._public.get(tp) or (
+            self.config.advertised_host or self.local_address(tp).host,
+            self.local_address(tp).port,
+        )
+        if public == current:
+            return False
+        log.info("%s: the registrar sees us at %s:%d (NAT): rewriting our Contact",
+                 reg.aor, public[0], public[1])  # fmt: skip
+        self._public[tp] = public
+        return True
 
     def _registration_update(self, reg: Registration, update: object) -> None:
         from sessioncore.sip.registration import RegistrationUpdate

@@ -113,6 +113,7 @@ class Registration:
         self._want: int = expires
         self.last_status: int | None = None
         self.last_reason: str = ""
+        self.path: list[str] = []  # the registrar's Path (RFC 3327), informational
 
     # --- state ------------------------------------------------------------------------------
 
