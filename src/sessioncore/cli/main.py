@@ -558,6 +558,22 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
+def _live_status(
+    err: Console, status: Callable[[], Text]
+) -> contextlib.AbstractContextManager[Any]:
+    """A live one-line status on stderr when it is a terminal (else nothing)."""
+    if not err.is_terminal:
+        return contextlib.nullcontext()
+    return Live(
+        console=err,
+        get_renderable=status,
+        refresh_per_second=2,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+
+
 def _stat(stats: dict[str, int], key: str) -> int:
     return int(stats.get(key, 0))
 
@@ -925,18 +941,7 @@ async def _run_uas(
             + (f"  {reg.aor}: {reg.state}" if reg is not None else "")
         )
 
-    live: contextlib.AbstractContextManager[Any] = (
-        Live(
-            console=err,
-            get_renderable=status,
-            refresh_per_second=2,
-            transient=True,
-            redirect_stdout=False,
-            redirect_stderr=False,
-        )
-        if err.is_terminal
-        else contextlib.nullcontext()
-    )
+    live = _live_status(err, status)
     try:
         with _on_signals(stop.set), live:
             if account is not None:
@@ -1689,18 +1694,7 @@ async def _run_register(
             text += f"  retry in {info.retry_in:.0f} s"
         return Text(f"{text}  refreshes {tracker.refreshes}")
 
-    live: contextlib.AbstractContextManager[Any] = (
-        Live(
-            console=err,
-            get_renderable=status,
-            refresh_per_second=2,
-            transient=True,
-            redirect_stdout=False,
-            redirect_stderr=False,
-        )
-        if err.is_terminal
-        else contextlib.nullcontext()
-    )
+    live = _live_status(err, status)
     try:
         with _on_signals(stop.set), live:
             log.info("registering %s from %s:%s:%s", aor, transport, format_host(host), port)
