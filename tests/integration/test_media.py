@@ -283,3 +283,31 @@ async def test_latching_follows_a_new_sdp_address() -> None:
         for s in (a, b, other):
             s.close()
         await media.stop()
+
+
+async def test_media_timeout_hangs_up_a_silent_call() -> None:
+    """A peer that stops sending RTP (gone without a BYE) is hung up after the timeout."""
+    uas_h, uac_h = RecordingHandler(), RecordingHandler()
+    uas = await make_ua(uas_h, "bob")
+    uac = await (
+        SessionManagerBuilder()
+        .with_local_address("sip:alice@127.0.0.1")
+        .with_local_bind_addr("127.0.0.1", 0)
+        .with_media_timeout(0.5)
+        .with_handler(uac_h)
+        .build()
+    )
+    try:
+        s = await uac.make_call(Pair(uac, uas, uac_h, uas_h).target())
+        await uac.wait_for_answer(s.id, timeout=5)
+        await asyncio.sleep(0.8)
+        assert uac.get_session(s.id).state is CallState.ACTIVE  # type: ignore[union-attr]
+        for ms in list(uas.media._streams.values()):
+            uas.media._stop_stream(ms)  # the far end goes quiet (no BYE)
+        reason = await uac.wait_for_end(s.id, timeout=5)
+        assert reason == "media timeout"
+        await settle(uac, uas)  # our BYE ended the far end too
+        assert uac_h.ended_count(s.id) == 1
+    finally:
+        await uac.stop()
+        await uas.stop()

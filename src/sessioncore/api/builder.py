@@ -53,6 +53,7 @@ class SessionManagerBuilder:
         self._symmetric_rtp = True
         self._ptime = 20
         self._accounts: list[Account] = []
+        self._rtp_timeout: float | None = None
         self._inbound_auth: tuple[str, dict[str, str]] | None = None
         self._outbound_proxy: str | None = None
         self._dns: tuple[list[str] | None, int, float] = (None, 53, 2.0)
@@ -139,6 +140,14 @@ class SessionManagerBuilder:
             raise ConfigurationError(f"ptime must be 10, 20, 30, 40 or 60 ms, not {ptime}")
         self._codecs = wanted
         self._ptime = ptime
+        return self
+
+    def with_media_timeout(self, seconds: float | None) -> SessionManagerBuilder:
+        """Hang up a call (reason ``"media timeout"``) when no RTP arrives for ``seconds`` while
+        we expect some (not on hold); ``None`` (the default) never does."""
+        if seconds is not None and seconds <= 0:
+            raise ConfigurationError(f"the media timeout must be positive, not {seconds}")
+        self._rtp_timeout = seconds
         return self
 
     def with_symmetric_rtp(self, enabled: bool = True) -> SessionManagerBuilder:
@@ -316,6 +325,7 @@ class SessionManagerBuilder:
             codecs=self._codecs,
             ptime=self._ptime,
             symmetric_rtp=self._symmetric_rtp,
+            rtp_timeout=self._rtp_timeout,
         )
         return SessionCoordinator(
             sip_config=sip,

@@ -209,6 +209,13 @@ class SessionCoordinator:
         if isinstance(event, ev.IncomingInvite):
             self._on_incoming(event)
             return
+        if isinstance(event, mev.MediaTimeout):
+            session = self.registry.get(SessionId(event.session_id))
+            if session is not None:
+                log.info("%s: no RTP for %.0f s; hanging up", session.id, event.silent_for)
+                self.dialogs.hangup(session.id)
+                self.cleanup.end(session.id, CallState.TERMINATED, "media timeout")
+            return
         if isinstance(event, mev.DtmfReceived | mev.MediaQuality):
             self._on_media_event(event)
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DtmfReceived", "MediaEvent", "MediaQuality"]
+__all__ = ["DtmfReceived", "MediaEvent", "MediaQuality", "MediaTimeout"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,4 +25,12 @@ class MediaQuality:
     stats: dict[str, Any]
 
 
-MediaEvent = DtmfReceived | MediaQuality
+@dataclass(frozen=True, slots=True)
+class MediaTimeout:
+    """No RTP arrived for ``silent_for`` seconds on a stream that should be receiving."""
+
+    session_id: str
+    silent_for: float
+
+
+MediaEvent = DtmfReceived | MediaQuality | MediaTimeout

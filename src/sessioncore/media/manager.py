@@ -72,6 +72,7 @@ class MediaConfig:
     jitter_min_ms: int = 20
     jitter_max_ms: int = 200
     quality_interval: float = _QUALITY_INTERVAL
+    rtp_timeout: float | None = None  # no RTP for this long while receiving: MediaTimeout
 
 
 @dataclass(slots=True)
@@ -123,6 +124,8 @@ class MediaSession:
     started_at: float = 0.0
     counters: _Counters = field(default_factory=_Counters)
     last_quality: float = 0.0
+    last_rtp: float = 0.0  # when RTP last arrived (or the stream (re)started)
+    timed_out: bool = False
 
     @property
     def sending(self) -> bool:
@@ -335,6 +338,7 @@ class MediaManager:
         ms.started_at = ms.started_at or now
         ms.last_quality = now
         ms.next_send = ms.next_play = self._next_slot(now)
+        ms.last_rtp = now
         self._streams[ms.session_id] = ms
         self._ensure_clock()
         log.debug(
@@ -446,6 +450,16 @@ class MediaManager:
                 if now - ms.last_quality >= self.config.quality_interval:
                     ms.last_quality = now
                     self._emit(mev.MediaQuality(ms.session_id, self.stats(ms.session_id)))
+                limit = self.config.rtp_timeout
+                if (
+                    limit
+                    and not ms.timed_out
+                    and ms.receiving
+                    and not ms.remote_hold
+                    and now - ms.last_rtp > limit
+                ):
+                    ms.timed_out = True
+                    self._emit(mev.MediaTimeout(ms.session_id, now - ms.last_rtp))
             except OSError as exc:
                 log.debug("%s: media send failed: %s", ms.session_id, exc)
             except Exception:
@@ -570,6 +584,7 @@ class MediaManager:
         elif self.config.symmetric_rtp:
             ms.latched = True
         now = self._now()
+        ms.last_rtp = now
         if pkt.payload_type == n.payload_type:
             ms.rtp.receive_rtp(pkt, now)
             if ms.jitter is not None and ms.receiving:
