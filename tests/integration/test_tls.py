@@ -20,6 +20,7 @@ from sessioncore.sip.address import Address
 from sessioncore.sip.transport import TransportManager, make_tls_contexts
 from sessioncore.sip.transport import tls as tls_module
 from tests.certs import TestPki, make_test_pki
+from tests.integration.conftest import IPV6_SKIP
 
 TIMEOUT = 3.0
 
@@ -104,17 +105,6 @@ async def until(cond: Callable[[], bool], timeout: float = TIMEOUT) -> None:
         await asyncio.sleep(0.01)
 
 
-def ipv6_available() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
 def free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -193,9 +183,7 @@ async def test_local_address_per_transport(
     "host",
     [
         "127.0.0.1",
-        pytest.param(
-            "::1", marks=pytest.mark.skipif(not ipv6_available(), reason="no IPv6 loopback")
-        ),
+        pytest.param("::1", marks=pytest.mark.skipif(IPV6_SKIP, reason="no IPv6 loopback")),
     ],
 )
 async def test_request_and_reply_over_one_connection(

@@ -12,6 +12,7 @@ from sessioncore.errors import SipParseError, TransportError
 from sessioncore.sip.address import Address
 from sessioncore.sip.headers import Via
 from sessioncore.sip.transport import TransportManager, response_destination, stamp_received
+from tests.integration.conftest import IPV6_SKIP
 
 TIMEOUT = 2.0
 
@@ -61,18 +62,7 @@ async def make_peer() -> AsyncIterator[Callable[..., Peer]]:
         await p.tm.close()
 
 
-def ipv6_available() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-needs_ipv6 = pytest.mark.skipif(not ipv6_available(), reason="IPv6 loopback (::1) not usable")
+needs_ipv6 = pytest.mark.skipif(IPV6_SKIP, reason="IPv6 loopback (::1) not usable")
 
 
 def free_tcp_port() -> int:

@@ -39,7 +39,7 @@ from sessioncore.sip.message import (
     make_response,
     parse_message,
 )
-from sessioncore.sip.registration import Registration, RegistrationState
+from sessioncore.sip.registration import Registration, RegistrationState, RegistrationUpdate
 from sessioncore.sip.transaction import (
     AckReceived,
     AckTimeout,
@@ -1410,10 +1410,7 @@ class DialogManager:
         self._public[tp] = public
         return True
 
-    def _registration_update(self, reg: Registration, update: object) -> None:
-        from sessioncore.sip.registration import RegistrationUpdate
-
-        assert isinstance(update, RegistrationUpdate)
+    def _registration_update(self, reg: Registration, update: RegistrationUpdate) -> None:
         self._emit(
             ev.RegistrationChanged(
                 reg.aor, update.state.value, update.status, update.reason, update.expires,
